@@ -1,0 +1,1 @@
+"""The city information model: settings, database, schema, ingest, history, CLI."""

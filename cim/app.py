@@ -1,0 +1,97 @@
+"""The FastAPI application factory: composes each capability's routes (more land with them).
+
+No configuration is read at import time: ``create_app(settings)`` builds an app from the
+settings it is given, so tests can build several apps in one process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy import text
+
+from cim.db.engine import make_engine
+from cim.db.errors import DatabaseError
+from cim.demo.load import ATTRIBUTION
+from cim.schema.migrate import current_revision, head_revision
+from cim.settings import Settings, load_settings
+
+
+class Link(BaseModel):
+    href: str
+    rel: str
+    title: str
+
+
+class Landing(BaseModel):
+    title: str
+    description: str
+    attribution: str
+    links: list[Link]
+
+
+class Readiness(BaseModel):
+    database: bool
+    schema_revision: str | None
+    latest_revision: str
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.engine = make_engine(settings.database, pool_pre_ping=True)
+        yield
+        app.state.engine.dispose()
+
+    app = FastAPI(
+        title=f"{settings.city.name} city information model",
+        description="Open APIs over the city model.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+
+    @app.exception_handler(DatabaseError)
+    async def _database_error(request: Request, exc: DatabaseError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503)
+
+    @app.get("/", response_model=Landing, summary="Landing page")
+    def landing(request: Request) -> Landing:
+        base = str(request.base_url).rstrip("/")
+        return Landing(
+            title=app.title,
+            description=app.description,
+            attribution=ATTRIBUTION,
+            links=[
+                Link(href=f"{base}/openapi.json", rel="service-desc", title="OpenAPI document"),
+                Link(href=f"{base}/docs", rel="service-doc", title="API documentation"),
+                Link(href=f"{base}/ready", rel="status", title="Readiness"),
+            ],
+        )
+
+    @app.get("/health", summary="The process answers")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/ready", response_model=Readiness, summary="Database reachable, schema current")
+    def ready(request: Request) -> JSONResponse:
+        engine = request.app.state.engine
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            revision = current_revision(engine)
+        except Exception:  # noqa: BLE001 - any failure means not ready
+            body = Readiness(database=False, schema_revision=None,
+                             latest_revision=head_revision())
+            return JSONResponse(body.model_dump(), status_code=503)
+        body = Readiness(database=True, schema_revision=revision,
+                         latest_revision=head_revision())
+        return JSONResponse(body.model_dump(),
+                            status_code=200 if revision == head_revision() else 503)
+
+    return app

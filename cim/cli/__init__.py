@@ -1,0 +1,1 @@
+"""The `cim` command-line tool."""

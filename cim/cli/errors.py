@@ -1,0 +1,23 @@
+"""One table from exception class to CLI exit code; messages are user-safe by design."""
+
+from __future__ import annotations
+
+from cim.db.errors import DatabaseError
+from cim.history import HistoryError, ObjectNotFound
+from cim.ingest.errors import ImportRejected, IngestError
+
+EXIT_CODES: dict[type[Exception], int] = {
+    ImportRejected: 3,
+    IngestError: 2,
+    ObjectNotFound: 4,
+    HistoryError: 2,
+    DatabaseError: 5,
+}
+
+
+def exit_code(exc: Exception) -> int | None:
+    """The exit code for a known error, None for a bug (which should show its traceback)."""
+    for cls, code in EXIT_CODES.items():
+        if isinstance(exc, cls):
+            return code
+    return None

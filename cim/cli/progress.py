@@ -1,0 +1,31 @@
+"""Progress bars for long CLI work, fed by ``progress(stage, fraction)`` callbacks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+console = Console(stderr=True)
+
+
+@contextmanager
+def progress_bar(title: str) -> Iterator[Callable[[str, float], None]]:
+    """A bar whose label follows the stage and whose fill follows the stage's fraction."""
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as bar:
+        task = bar.add_task(title, total=1.0)
+
+        def update(stage: str, fraction: float) -> None:
+            bar.update(task, description=f"{title}: {stage}", completed=max(0.0, min(1.0, fraction)))
+
+        yield update
+        bar.update(task, description=f"{title}: done", completed=1.0)

@@ -1,0 +1,1 @@
+"""Embedded PostGIS cluster manager and SQLAlchemy engine."""

@@ -1,0 +1,98 @@
+"""SQLAlchemy engines for the configured database (external URL or the embedded cluster)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Engine, create_engine, make_url, text
+from sqlalchemy.engine import Connection
+
+from cim.db.cluster import Cluster
+from cim.db.errors import DatabaseNotRunningError, PostgisMissingError
+from cim.settings import DatabaseSettings
+
+log = logging.getLogger(__name__)
+
+MIN_POSTGIS = (3, 0)
+
+
+def cluster_for(settings: DatabaseSettings) -> Cluster:
+    return Cluster(settings.data_dir, settings.pg_bin, settings.port)
+
+
+def database_url(settings: DatabaseSettings) -> str:
+    """The URL to connect to: ``CIM_DATABASE_URL`` if set, else the running embedded cluster."""
+    if settings.url is not None:
+        url = make_url(settings.url.get_secret_value())
+        if url.drivername in ("postgresql", "postgres"):
+            url = url.set(drivername="postgresql+psycopg")
+        return url.render_as_string(hide_password=False)
+    status = cluster_for(settings).status()
+    if status.url is None:
+        raise DatabaseNotRunningError(
+            f"the embedded database in {settings.data_dir} is not running: "
+            "start it with `cim db start`, or set CIM_DATABASE_URL"
+        )
+    return f"{status.url}/{settings.name}"
+
+
+def redacted(url: str) -> str:
+    """The URL with its password hidden, for logs and messages."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def make_engine(settings: DatabaseSettings, **kwargs) -> Engine:
+    url = database_url(settings)
+    options = "-c max_parallel_workers_per_gather=0 -c jit=off"
+    if settings.statement_timeout_ms:
+        options += f" -c statement_timeout={settings.statement_timeout_ms}"
+    log.debug("connecting to %s", redacted(url))
+    return create_engine(url, connect_args={"options": options}, **kwargs)
+
+
+def ensure_database(settings: DatabaseSettings) -> None:
+    """Create the embedded cluster's database with PostGIS if missing (no-op for external)."""
+    if settings.url is not None:
+        return
+    server = make_url(database_url(settings)).set(database="postgres")
+    engine = create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            exists = conn.scalar(
+                text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": settings.name}
+            )
+            if not exists:
+                conn.execute(text(f'CREATE DATABASE "{settings.name}"'))
+                log.info("created database %s", settings.name)
+    finally:
+        engine.dispose()
+
+
+def postgis_version(conn: Connection) -> str:
+    """The PostGIS version of the database; raises with what to do when it is missing."""
+    available = conn.scalar(
+        text("SELECT default_version FROM pg_available_extensions WHERE name = 'postgis'")
+    )
+    if available is None:
+        raise PostgisMissingError(
+            "the PostGIS extension is not available on this PostgreSQL server: install the "
+            "postgis package for its version (Debian: postgresql-<ver>-postgis-3)"
+        )
+    installed = conn.scalar(text("SELECT extversion FROM pg_extension WHERE extname = 'postgis'"))
+    version = installed or available
+    if tuple(int(p) for p in version.split(".")[:2]) < MIN_POSTGIS:
+        raise PostgisMissingError(f"PostGIS {version} is too old: 3.0 or newer is needed")
+    return version
+
+
+@contextmanager
+def connect(settings: DatabaseSettings) -> Iterator[Connection]:
+    """A connection in a transaction that commits on success; the engine is disposed after."""
+    engine = make_engine(settings)
+    try:
+        with engine.begin() as conn:
+            yield conn
+    finally:
+        engine.dispose()

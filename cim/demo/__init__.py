@@ -1,0 +1,1 @@
+"""The demo city: a seeded generator around Optics Valley and its loader."""

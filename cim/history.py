@@ -1,0 +1,135 @@
+"""Versioned edits and time travel over the city model.
+
+An edit never changes a version in place: :func:`update_object` closes the current version
+and writes its successor, :func:`delete_object` only closes it. :func:`as_of` turns any
+query over a city object table into "the city as it was at that moment".
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from geoalchemy2.shape import from_shape
+from shapely.geometry.base import BaseGeometry
+from sqlalchemy import BindParameter, Connection, Select, and_, bindparam, or_, select, text
+
+from cim.ingest.load import content_columns, content_hash_sql, qualified
+from cim.schema.models import CITY_CLASSES, SRID, CityObject
+
+IMMUTABLE = ("id", "source", "source_id")
+
+
+class HistoryError(Exception):
+    """An edit that cannot be applied (unknown layer, object or column)."""
+
+
+class ObjectNotFound(HistoryError):
+    """No current version of the object exists (never created, or deleted)."""
+
+
+def model_for(layer: str) -> type[CityObject]:
+    try:
+        return CITY_CLASSES[layer]
+    except KeyError:
+        raise HistoryError(
+            f"unknown layer {layer!r}; layers: {', '.join(sorted(CITY_CLASSES))}"
+        ) from None
+
+
+def valid_at(model: type[CityObject], when: datetime | None = None) -> Any:
+    """SQL condition: the version was current at ``when`` (now when None)."""
+    if when is None:
+        return model.valid_to.is_(None)
+    return and_(model.valid_from <= when, or_(model.valid_to.is_(None), model.valid_to > when))
+
+
+def as_of(query: Select, model: type[CityObject], when: datetime | None) -> Select:
+    """Restrict a query over ``model`` to the versions current at ``when``."""
+    return query.where(valid_at(model, when))
+
+
+def _values(model: type[CityObject], changes: dict[str, Any]) -> dict[str, Any]:
+    columns = set(content_columns(model))
+    unknown = set(changes) - columns
+    if unknown:
+        raise HistoryError(
+            f"{model.__tablename__} has no column {', '.join(sorted(unknown))}"
+        )
+    fixed = set(changes) & set(IMMUTABLE)
+    if fixed:
+        raise HistoryError(f"{', '.join(sorted(fixed))} cannot change: it identifies the object")
+    return {
+        k: from_shape(v, srid=SRID) if isinstance(v, BaseGeometry) else v
+        for k, v in changes.items()
+    }
+
+
+def update_object(conn: Connection, layer: str, object_id: str,
+                  changes: dict[str, Any]) -> int:
+    """Write a new version of an object with ``changes``; returns the new version's ``vid``."""
+    model = model_for(layer)
+    values = _values(model, changes)
+    table = qualified(model)
+    closed = conn.execute(
+        text(f"UPDATE {table} SET valid_to = now() WHERE id = :id AND valid_to IS NULL "
+             "RETURNING vid"),
+        {"id": object_id},
+    ).scalar()
+    if closed is None:
+        raise ObjectNotFound(f"{layer} has no current object {object_id!r}")
+    columns = content_columns(model)
+    selected = [f":v_{c}" if c in values else f'o."{c}"' for c in columns]
+    params = {f"v_{k}": v for k, v in values.items()}
+    col_list = ", ".join(f'"{c}"' for c in columns)
+    new_vid = conn.execute(
+        text(
+            f"INSERT INTO {table} ({col_list}, import_id, valid_from, content_hash) "
+            f"SELECT {', '.join(selected)}, NULL, now(), '' FROM {table} o WHERE o.vid = :old "
+            "RETURNING vid"
+        ).bindparams(*[_bind(model, k) for k in values]),
+        {"old": closed, **params},
+    ).scalar_one()
+    conn.execute(
+        text(f"UPDATE {table} n SET content_hash = {content_hash_sql(model, 'n')} "
+             "WHERE n.vid = :vid"),
+        {"vid": new_vid},
+    )
+    return int(new_vid)
+
+
+def _bind(model: type[CityObject], column: str) -> BindParameter:
+    return bindparam(f"v_{column}", type_=model.__table__.columns[column].type)
+
+
+def delete_object(conn: Connection, layer: str, object_id: str) -> None:
+    """Terminate an object: its last version stays, closed at now()."""
+    model = model_for(layer)
+    closed = conn.execute(
+        text(f"UPDATE {qualified(model)} SET valid_to = now() "
+             "WHERE id = :id AND valid_to IS NULL RETURNING vid"),
+        {"id": object_id},
+    ).scalar()
+    if closed is None:
+        raise ObjectNotFound(f"{layer} has no current object {object_id!r}")
+
+
+def read_object(conn: Connection, layer: str, object_id: str,
+                when: datetime | None = None) -> dict[str, Any] | None:
+    """The object as it was at ``when`` (now by default), or None if it did not exist."""
+    model = model_for(layer)
+    row = conn.execute(
+        as_of(select(model.__table__).where(model.id == object_id), model, when)
+    ).mappings().first()
+    return dict(row) if row is not None else None
+
+
+def versions(conn: Connection, layer: str, object_id: str) -> list[dict[str, Any]]:
+    """Every version of an object, oldest first."""
+    model = model_for(layer)
+    rows = conn.execute(
+        select(model.__table__).where(model.id == object_id).order_by(model.valid_from,
+                                                                       model.vid)
+    ).mappings().all()
+    return [dict(r) for r in rows]
+

@@ -1,0 +1,1 @@
+"""Readers, validation and loading of city data from files."""

@@ -1,0 +1,322 @@
+"""``cim import``: read a file, map and validate its features, and load them with history.
+
+The whole import is one database transaction. A file that cannot be read, has no CRS or
+does not fit the layer changes nothing; features that fail validation are listed in the
+report and, unless ``skip_invalid`` is set, make the import change nothing either.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+from pyproj import CRS
+from sqlalchemy import Engine
+
+from cim.ingest import geometry as geo
+from cim.ingest.crs import crs_label, resolve_crs
+from cim.ingest.errors import ImportRejected, MappingError, ReaderError
+from cim.ingest.fields import (
+    ID_ALIASES,
+    REFERENCE_COLUMNS,
+    SPECS,
+    LayerSpec,
+    convert,
+    out_of_range,
+    parse_maps,
+)
+from cim.ingest.formats import Format, detect_format
+from cim.ingest.heights import fill_heights
+from cim.ingest.load import merge
+from cim.ingest.registry import close_import, open_import
+from cim.ingest.report import ImportReport, Rejection, Repair
+from cim.schema.models import CITY_CLASSES, CityObject, Provenance
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, float], None]
+WGS84 = CRS.from_epsg(SRID)
+# Measures the schema keeps in metres, computed in the city's projected CRS.
+AREA_COLUMNS = ("area_m2",)
+LENGTH_COLUMNS = ("length_m",)
+
+
+@dataclass
+class ImportOptions:
+    layer: str
+    crs: str | None = None
+    maps: list[str] = field(default_factory=list)
+    source: str | None = None
+    id_field: str | None = None
+    source_layer: str | None = None
+    gcj02: bool = False
+    provenance: Provenance = Provenance.real
+    skip_invalid: bool = False
+    replace: bool = False
+    cim_level: int | None = None
+
+
+def read_features(path: Path, fmt: Format, options: ImportOptions) -> gpd.GeoDataFrame:
+    if fmt is Format.cityjson:
+        if options.layer != "buildings":
+            raise MappingError("CityJSON imports into --layer buildings only")
+        from cim.ingest.cityjson import read_cityjson
+
+        return read_cityjson(path)
+    if fmt is Format.osm:
+        from cim.ingest.osm import read_osm
+
+        return read_osm(path, options.layer)
+    from cim.ingest.vector import read_vector
+
+    return read_vector(path, fmt, options.source_layer)
+
+
+class _Rows:
+    """Rejections collected per row while the checks run, first reason wins."""
+
+    def __init__(self, n: int) -> None:
+        self.reasons = np.full(n, None, dtype=object)
+
+    def reject(self, mask: np.ndarray, reason: str | np.ndarray) -> None:
+        target = mask & (self.reasons == None)  # noqa: E711
+        if isinstance(reason, np.ndarray):
+            self.reasons[target] = reason[target]
+        else:
+            self.reasons[target] = reason
+
+    def merge(self, reasons: np.ndarray) -> None:
+        self.reject(reasons != None, reasons)  # noqa: E711
+
+    @property
+    def ok(self) -> np.ndarray:
+        return self.reasons == None  # noqa: E711
+
+
+def _source_ids(frame: pd.DataFrame, id_field: str | None, geoms: np.ndarray,
+                report: ImportReport) -> tuple[pd.Series, str | None]:
+    """The features' ids in their source: ``--id-field``, a usual id column, or a digest."""
+    lower = {c.lower(): c for c in frame.columns}
+    if id_field is not None:
+        if id_field not in frame.columns:
+            raise MappingError(f"--id-field {id_field!r} is not a field of the input")
+        column = id_field
+    else:
+        column = next((lower[a] for a in ID_ALIASES if a in lower), None)
+    if column is None:
+        report.warnings.append(
+            "no id field found: objects are identified by their geometry, so a re-import "
+            "matches only unchanged shapes (give --id-field)"
+        )
+        wkb = shapely.to_wkb(geoms, hex=True)
+        return pd.Series([None if w is None else uuid.uuid5(uuid.NAMESPACE_OID, w).hex
+                          for w in wkb], index=frame.index, dtype="string"), None
+    ids = frame[column]
+    if pd.api.types.is_float_dtype(ids) and (ids.dropna() % 1 == 0).all():
+        ids = ids.astype("Int64")
+    return ids.astype("string"), column
+
+
+def _map_fields(frame: pd.DataFrame, spec: LayerSpec, maps: list[str], rows: _Rows,
+                claimed: set[str]) -> pd.DataFrame:
+    """Schema columns from source columns; out-of-range values reject their row."""
+    overrides = parse_maps(maps, spec)
+    lower = {c.lower(): c for c in frame.columns if c not in claimed}
+    out = pd.DataFrame(index=frame.index)
+    for f in spec.fields:
+        if f.name in overrides:
+            source = overrides[f.name].source
+            if source not in frame.columns:
+                raise MappingError(f"--map {f.name}={source}: the input has no field {source!r}")
+            factor = overrides[f.name].factor
+        else:
+            source = next((lower[a.lower()] for a in f.aliases if a.lower() in lower), None)
+            factor = None
+        if source is None or source in claimed:
+            out[f.name] = convert(f, pd.Series(pd.NA, index=frame.index, dtype=object))
+            continue
+        claimed.add(source)
+        lower.pop(source.lower(), None)
+        values = convert(f, frame[source], factor)
+        bad = out_of_range(f, values)
+        if bad.any():
+            shown = values.astype("string").fillna("").to_numpy()
+            rows.reject(bad, np.array(
+                [f"{f.name} {v} outside {f.low:g}..{f.high:g} (field {source!r})" for v in shown],
+                dtype=object))
+        out[f.name] = values
+    for column, default in spec.required.items():
+        filled = convert(next(f for f in spec.fields if f.name == column),
+                         pd.Series([default] * len(out), index=out.index, dtype=object))
+        out[column] = out[column].where(out[column].notna(), filled) if column in out else filled
+    return out
+
+
+def _attributes(frame: pd.DataFrame, unclaimed: list[str]) -> list[str]:
+    """Each row's unmapped source values as JSON (NULLs left out)."""
+    if not unclaimed:
+        return ["{}"] * len(frame)
+    records = frame[unclaimed].astype(object).where(frame[unclaimed].notna(), None)
+    return [
+        json.dumps({k: v for k, v in rec.items() if v is not None}, default=str,
+                   ensure_ascii=False)
+        for rec in records.to_dict("records")
+    ]
+
+
+def _measure(geoms: np.ndarray, city_crs: CRS, columns: pd.Index, out: pd.DataFrame) -> None:
+    """Areas and lengths in the city's metric CRS, for the columns the table has."""
+    wanted = [c for c in (*AREA_COLUMNS, *LENGTH_COLUMNS) if c in columns]
+    if not wanted:
+        return
+    metric = geo.reproject(shapely.force_2d(geoms), WGS84, city_crs)
+    for column in wanted:
+        values = shapely.area(metric) if column in AREA_COLUMNS else shapely.length(metric)
+        given = out[column] if column in out else None
+        out[column] = values if given is None else given.fillna(pd.Series(values, index=out.index))
+
+
+def prepare(gdf: gpd.GeoDataFrame, model: type[CityObject], options: ImportOptions,
+            source: str, city_crs: CRS, report: ImportReport,
+            ) -> pd.DataFrame:
+    """Checked, mapped and reprojected rows ready for :func:`cim.ingest.load.merge`."""
+    spec = SPECS[model.__tablename__]
+    n = len(gdf)
+    rows = _Rows(n)
+    frame = pd.DataFrame(gdf.drop(columns=[gdf.geometry.name]))
+    frame = frame.drop(columns=[c for c in ("geom_3d",) if c in frame.columns])
+    raw_geoms = np.asarray(gdf.geometry.array, dtype=object)
+    if "geom_3d" in gdf.columns:
+        raw_3d = np.asarray(gdf["geom_3d"].to_numpy(), dtype=object)
+    else:
+        raw_3d = np.where(shapely.has_z(raw_geoms), raw_geoms, None)
+
+    crs, notes = resolve_crs(gdf.crs, options.crs if not options.gcj02 else options.crs or "4326")
+    report.input_crs = "GCJ-02" if options.gcj02 else crs_label(crs)
+    report.warnings += notes
+
+    kind = model.geometry_kind
+    geoms, rejected, repaired = geo.check_and_repair(shapely.force_2d(raw_geoms), kind)
+    rows.merge(rejected)
+    geoms, rejected = geo.coerce(geoms, kind)
+    rows.merge(rejected)
+    rows.reject(shapely.is_missing(geoms), f"no {kind.lower()} parts in the geometry")
+
+    if options.gcj02:
+        from cim.ingest.gcj02 import gcj02_to_wgs84_geometries
+
+        geoms = gcj02_to_wgs84_geometries(geoms)
+        raw_3d = gcj02_to_wgs84_geometries(raw_3d)
+        report.warnings.append("GCJ-02 coordinates converted to WGS84 (about 1-2 m accuracy)")
+    else:
+        geoms = geo.reproject(geoms, crs, WGS84)
+        raw_3d = geo.reproject(raw_3d, crs, WGS84)
+    rows.reject(geo.outside_lonlat(geoms),
+                f"coordinates fall outside the Earth in {report.input_crs}: wrong --crs?")
+
+    source_ids, id_column = _source_ids(frame, options.id_field, geoms, report)
+    rows.reject(source_ids.isna().to_numpy(), "missing id")
+    dup = source_ids.duplicated(keep="first").to_numpy() & source_ids.notna().to_numpy()
+    rows.reject(dup, np.array([f"duplicate id {v!r}" for v in source_ids.fillna("")],
+                              dtype=object))
+
+    claimed = {id_column} if id_column else set()
+    mapped = _map_fields(frame, spec, options.maps, rows, claimed)
+    if model.__tablename__ == "buildings":
+        estimated, reasons = fill_heights(mapped)
+        rows.merge(reasons)
+        report.estimated_heights = int((estimated & rows.ok).sum())
+    unclaimed = [c for c in frame.columns if c not in claimed]
+
+    ok = rows.ok
+    report.rejected = [
+        Rejection(row=int(i), source_id=None if pd.isna(source_ids.iloc[i]) else source_ids.iloc[i],
+                  reason=str(rows.reasons[i]))
+        for i in np.flatnonzero(~ok)
+    ]
+    report.repaired = [
+        Repair(row=int(i), source_id=source_ids.iloc[i], reason=str(repaired[i]))
+        for i in np.flatnonzero((repaired != None) & ok)  # noqa: E711
+    ]
+
+    out = mapped[ok].copy()
+    out["source_id"] = source_ids[ok]
+    out["id"] = source + ":" + out["source_id"]
+    for ref in REFERENCE_COLUMNS:
+        if ref in out.columns:
+            out[ref] = (source + ":" + out[ref].astype("string")).where(out[ref].notna())
+    out["source"] = source
+    out["provenance"] = options.provenance.value
+    out["cim_level"] = options.cim_level or _cim_level(model, raw_3d[ok])
+    out["attributes"] = _attributes(frame[ok], unclaimed)
+    _measure(geoms[ok], city_crs, model.__table__.columns.keys(), out)
+    out["geom"] = geo.hex_ewkb(geoms[ok])
+    out["geom_3d"] = geo.hex_ewkb(raw_3d[ok])
+    return out
+
+
+def _cim_level(model: type[CityObject], geoms_3d: np.ndarray) -> np.ndarray | int:
+    """CIM level by class; buildings with their own 3D (roof) geometry reach level 3."""
+    if model.__tablename__ == "buildings":
+        return np.where(shapely.is_missing(geoms_3d), model.cim_level_default, 3)
+    return model.cim_level_default
+
+
+def import_file(
+    engine: Engine,
+    path: Path,
+    options: ImportOptions,
+    *,
+    city_crs: int,
+    progress: Progress | None = None,
+) -> ImportReport:
+    """Import one file into one layer, all or nothing; returns the report (raises on error)."""
+    started = time.perf_counter()
+    step = progress or (lambda stage, fraction: None)
+    fmt = detect_format(path)
+    model = CITY_CLASSES.get(options.layer)
+    if model is None or options.layer == "dems":
+        known = ", ".join(sorted(CITY_CLASSES))
+        if options.layer == "dems":
+            raise MappingError("DEMs are imported with --layer dems from a GeoTIFF")
+        raise MappingError(f"unknown layer {options.layer!r}; layers: {known}")
+    if fmt.is_raster:
+        raise MappingError(f"{path.name} is a raster: only --layer dems takes rasters")
+    source = options.source or path.name.split(".")[0]
+    report = ImportReport(path=str(path), format=fmt.value, layer=options.layer, source=source)
+
+    step("read", 0.0)
+    gdf = read_features(path, fmt, options)
+    report.features_read = len(gdf)
+    for kind, count in gdf.attrs.get("skipped", {}).items():
+        report.warnings.append(f"skipped {count} {kind} objects the layer does not hold")
+    if len(gdf) == 0:
+        raise ReaderError(f"{path.name} holds no features")
+    step("validate", 0.0)
+    frame = prepare(gdf, model, options, source, CRS.from_epsg(city_crs), report)
+    if report.rejected and not options.skip_invalid:
+        report.status = "rejected"
+        report.seconds = time.perf_counter() - started
+        raise ImportRejected(report)
+
+    with engine.begin() as conn:
+        import_id = open_import(conn, report, options.provenance)
+        report.import_id = import_id
+        counts = merge(conn, model, frame, import_id,
+                       replace_source=source if options.replace else None, progress=step)
+        report.inserted, report.updated = counts.inserted, counts.updated
+        report.unchanged, report.deleted = counts.unchanged, counts.deleted
+        report.status = "completed"
+        report.seconds = time.perf_counter() - started
+        close_import(conn, report)
+    log.info("import %s into %s: %s", path.name, options.layer, report.summary())
+    return report

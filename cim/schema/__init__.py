@@ -1,0 +1,1 @@
+"""The city schema (SQLAlchemy + GeoAlchemy2) and its Alembic migrations."""

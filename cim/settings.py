@@ -1,0 +1,152 @@
+"""Settings, one class per concern, each with its own environment prefix.
+
+Values come from (highest first) arguments, environment variables, a TOML config file
+(``CIM_CONFIG``, default ``./cim.toml``) and the defaults below. Nothing is read at import
+time: call :func:`load_settings` where a process starts (the CLI, the app factory, tests).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+def _config_file() -> Path:
+    return Path(os.environ.get("CIM_CONFIG", "cim.toml"))
+
+
+class _Section(BaseSettings):
+    """Base for a settings section read from the environment and a ``[section]`` of cim.toml."""
+
+    toml_section: ClassVar[str] = ""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _config_file()
+        if path.is_file():
+            sources.append(
+                TomlConfigSettingsSource(
+                    settings_cls, toml_file=path, table_header=(cls.toml_section,)
+                )
+            )
+        return tuple(sources)
+
+
+class DatabaseSettings(_Section):
+    """Where the city is stored: an external PostGIS (``url``) or the embedded cluster."""
+
+    model_config = SettingsConfigDict(env_prefix="CIM_DATABASE_", extra="ignore")
+    toml_section: ClassVar[str] = "database"
+
+    url: SecretStr | None = Field(
+        default=None,
+        description="SQLAlchemy URL of an external PostGIS; unset means the embedded cluster.",
+    )
+    data_dir: Path = Field(
+        default=Path(".cim/pgdata"), description="Data directory of the embedded cluster."
+    )
+    port: int = Field(default=0, description="Port of the embedded cluster; 0 picks a free one.")
+    name: str = Field(default="cim", description="Database name inside the embedded cluster.")
+    pg_bin: Path | None = Field(
+        default=None, description="Folder holding initdb/pg_ctl; found automatically when unset."
+    )
+    statement_timeout_ms: int = Field(default=0, ge=0, description="0 means no timeout.")
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+
+class CitySettings(_Section):
+    """The city the platform models."""
+
+    model_config = SettingsConfigDict(env_prefix="CIM_CITY_", extra="ignore")
+    toml_section: ClassVar[str] = "city"
+
+    name: str = "Wuhan"
+    # CGCS2000 / 3-degree Gauss-Kruger CM 114E: metric work for Wuhan happens here.
+    crs: int = Field(default=4547, description="EPSG code of the city's projected (metric) CRS.")
+    storage_srid: int = Field(
+        default=4326, description="EPSG code geometries are stored in (lon/lat)."
+    )
+
+
+class StorageSettings(_Section):
+    """Files the platform owns: DEMs as COG, generated demo data, reports."""
+
+    model_config = SettingsConfigDict(env_prefix="CIM_STORAGE_", extra="ignore")
+    toml_section: ClassVar[str] = "storage"
+
+    root: Path = Field(default=Path(".cim/files"), description="Folder for rasters and reports.")
+
+    @field_validator("root")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def dem_dir(self) -> Path:
+        return self.root / "dems"
+
+
+class ServerSettings(_Section):
+    """The HTTP server started by ``cim serve``."""
+
+    model_config = SettingsConfigDict(env_prefix="CIM_SERVER_", extra="ignore")
+    toml_section: ClassVar[str] = "server"
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+
+class Settings:
+    """All sections together; built by :func:`load_settings`."""
+
+    def __init__(self, **sections: Any) -> None:
+        self._overrides = sections
+
+    def _section(self, name: str, cls: type[_Section]) -> Any:
+        given = self._overrides.get(name)
+        if isinstance(given, cls):
+            return given
+        return cls(**(given or {}))
+
+    @cached_property
+    def database(self) -> DatabaseSettings:
+        return self._section("database", DatabaseSettings)
+
+    @cached_property
+    def city(self) -> CitySettings:
+        return self._section("city", CitySettings)
+
+    @cached_property
+    def storage(self) -> StorageSettings:
+        return self._section("storage", StorageSettings)
+
+    @cached_property
+    def server(self) -> ServerSettings:
+        return self._section("server", ServerSettings)
+
+
+def load_settings(**sections: Any) -> Settings:
+    """Settings from arguments, environment and config file (in that order of precedence)."""
+    return Settings(**sections)
