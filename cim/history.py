@@ -10,10 +10,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 from geoalchemy2.shape import from_shape
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy import BindParameter, Connection, Select, and_, bindparam, or_, select, text
 
+from cim.ingest.geometry import check_and_repair, coerce
 from cim.ingest.load import content_columns, content_hash_sql, qualified
 from cim.schema.models import CITY_CLASSES, SRID, CityObject
 
@@ -60,9 +62,20 @@ def _values(model: type[CityObject], changes: dict[str, Any]) -> dict[str, Any]:
     if fixed:
         raise HistoryError(f"{', '.join(sorted(fixed))} cannot change: it identifies the object")
     return {
-        k: from_shape(v, srid=SRID) if isinstance(v, BaseGeometry) else v
+        k: from_shape(_checked(model, k, v), srid=SRID) if isinstance(v, BaseGeometry) else v
         for k, v in changes.items()
     }
+
+
+def _checked(model: type[CityObject], column: str, shape: BaseGeometry) -> BaseGeometry:
+    """The edited geometry repaired and shaped like the column, or a clear refusal."""
+    kind = model.geometry_kind if column == "geom" else "GEOMETRY"
+    geoms, rejected, _ = check_and_repair(np.array([shape], dtype=object), kind)
+    if rejected[0] is None:
+        geoms, rejected = coerce(geoms, kind)
+    if rejected[0] is not None:
+        raise HistoryError(f"{column}: {rejected[0]}")
+    return geoms[0]
 
 
 def update_object(conn: Connection, layer: str, object_id: str,

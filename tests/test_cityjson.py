@@ -2,6 +2,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 import shapely
@@ -22,6 +23,13 @@ def write(tmp_path: Path, doc: Any, name: str = "test.city.json") -> Path:
     path = tmp_path / name
     path.write_text(doc if isinstance(doc, str) else json.dumps(doc), encoding="utf-8")
     return path
+
+
+def area_3d(polygon: shapely.Polygon) -> float:
+    """Area of a planar 3D ring: half the norm of the summed cross products."""
+    ring = np.asarray(polygon.exterior.coords)[:-1]
+    ring = ring - ring[0]
+    return 0.5 * float(np.linalg.norm(np.cross(ring, np.roll(ring, -1, axis=0)).sum(axis=0)))
 
 
 @pytest.fixture(scope="module")
@@ -64,10 +72,9 @@ def test_geom_3d_keeps_every_surface_with_z(buildings):
     assert len(house.geoms) == 7  # ground, four walls (two gables), two roof slopes
     z = shapely.get_coordinates(house, include_z=True)[:, 2]
     assert (z.min(), z.max()) == pytest.approx((1.5, 6.5))
-    # Each roof slope is 10 m long and sqrt(3² + 2²) m up the slope.
+    # Two roof slopes, each 10 m long and sqrt(3² + 2²) m up the slope.
     roof = [p for p in house.geoms if min(c[2] for c in p.exterior.coords) >= 4.5]
-    slope_area = [shapely.Polygon([(c[0], c[1] + 0, 0) for c in p.exterior.coords]) for p in roof]
-    assert len(roof) == 2 and len(slope_area) == 2
+    assert [area_3d(p) for p in roof] == pytest.approx([10 * 13**0.5] * 2)
 
 
 def test_part_links_to_its_parent(buildings):
@@ -131,11 +138,18 @@ def test_cityjson_seq(tmp_path):
     header |= {"CityObjects": {}, "vertices": []}
     objects = doc["CityObjects"]
     features = [
-        {"type": "CityJSONFeature", "id": "house-1",
-         "CityObjects": {"house-1": objects["house-1"]}, "vertices": doc["vertices"]},
-        {"type": "CityJSONFeature", "id": "office-2",
-         "CityObjects": {k: objects[k] for k in ("office-2", "office-2-annexe", "road-1")},
-         "vertices": doc["vertices"]},
+        {
+            "type": "CityJSONFeature",
+            "id": "house-1",
+            "CityObjects": {"house-1": objects["house-1"]},
+            "vertices": doc["vertices"],
+        },
+        {
+            "type": "CityJSONFeature",
+            "id": "office-2",
+            "CityObjects": {k: objects[k] for k in ("office-2", "office-2-annexe", "road-1")},
+            "vertices": doc["vertices"],
+        },
     ]
     text = "\n".join(json.dumps(d) for d in [header, *features]) + "\n"
     gdf = read_cityjson(write(tmp_path, text, "test.city.jsonl"))
@@ -154,13 +168,17 @@ def _bad_index(doc: dict[str, Any]) -> dict[str, Any]:
     ("make", "message"),
     [
         (lambda doc: '{"type": "CityJSON", "version": "2.0", ', "is not valid JSON"),
-        (lambda doc: {"type": "FeatureCollection", "features": []},
-         "expected a CityJSON object, found 'FeatureCollection'"),
+        (
+            lambda doc: {"type": "FeatureCollection", "features": []},
+            "expected a CityJSON object, found 'FeatureCollection'",
+        ),
         (lambda doc: doc | {"version": "3.0"}, "unsupported CityJSON version '3.0'"),
         (lambda doc: {k: v for k, v in doc.items() if k != "vertices"}, "no 'vertices' array"),
         (_bad_index, "CityObject 'house-1' has a malformed geometry (IndexError: index 30"),
-        (lambda doc: doc | {"metadata": {"referenceSystem": "EPSG:999999"}},
-         "unknown referenceSystem 'EPSG:999999'"),
+        (
+            lambda doc: doc | {"metadata": {"referenceSystem": "EPSG:999999"}},
+            "unknown referenceSystem 'EPSG:999999'",
+        ),
     ],
     ids=["truncated", "not-cityjson", "version", "no-vertices", "bad-index", "bad-crs"],
 )
@@ -173,5 +191,5 @@ def test_malformed_input_raises_reader_error(tmp_path, make, message):
 
 
 def test_missing_file_raises_reader_error(tmp_path):
-    with pytest.raises(ReaderError, match="cannot read .*nowhere.city.json"):
+    with pytest.raises(ReaderError, match=r"cannot read .*nowhere\.city\.json"):
         read_cityjson(tmp_path / "nowhere.city.json")

@@ -65,7 +65,7 @@ def read_cityjson(path: Path) -> gpd.GeoDataFrame:
     The CRS is the horizontal part of ``metadata.referenceSystem``, None if absent.
     """
     path = Path(path)
-    if path.suffix == ".jsonl":
+    if path.suffix.lower() == ".jsonl":
         header, chunks = _read_seq(path)
     else:
         header = _read_json(path)
@@ -76,6 +76,8 @@ def read_cityjson(path: Path) -> gpd.GeoDataFrame:
     skipped: Counter[str] = Counter()
     for objects, vertices in chunks:
         for obj_id, obj in objects.items():
+            if not isinstance(obj, dict):
+                raise ReaderError(f"{path}: CityObject {obj_id!r} is not a JSON object")
             obj_type = obj.get("type", "unknown")
             if obj_type not in READ_TYPES:
                 skipped[obj_type] += 1

@@ -115,6 +115,10 @@ def coerce(geoms: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
         ]
     else:
         out[rows] = g
+    # One ring orientation (exterior counter-clockwise, as RFC 7946 asks) so the same shape
+    # read from a Shapefile (clockwise) and a GeoPackage compares equal on re-import.
+    present = ~shapely.is_missing(out)
+    out[present] = shapely.orient_polygons(out[present], exterior_cw=False)
     return out, rejected
 
 

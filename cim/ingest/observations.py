@@ -37,7 +37,7 @@ def import_observations(engine: Engine, path: Path, *, source: str,
         raise ReaderError(f"{path.name} lacks column(s) {', '.join(missing)}; "
                           f"expected {', '.join(REQUIRED)}[,quality]")
     report.features_read = len(frame)
-    times = pd.to_datetime(frame["observed_at"], errors="coerce", utc=False, format="ISO8601")
+    times = pd.to_datetime(frame["observed_at"], errors="coerce", utc=True, format="ISO8601")
     values = pd.to_numeric(frame["value"], errors="coerce")
     reasons = np.full(len(frame), None, dtype=object)
     reasons[values.isna().to_numpy()] = "value is not a number"
@@ -45,8 +45,7 @@ def import_observations(engine: Engine, path: Path, *, source: str,
     naive = times.notna() & ~frame["observed_at"].astype(str).str.contains(r"(Z|[+-]\d\d:?\d\d)$")
     reasons[naive.to_numpy()] = "observed_at has no UTC offset (write e.g. +08:00)"
     frame = frame.assign(sensor_id=source + ":" + frame["sensor_id"],
-                         observed_at=pd.to_datetime(frame["observed_at"], utc=True,
-                                                    errors="coerce", format="ISO8601"),
+                         observed_at=times,
                          value=values,
                          quality=frame.get("quality", pd.Series(0, index=frame.index)))
 

@@ -39,7 +39,7 @@ from cim.ingest.heights import fill_heights
 from cim.ingest.load import merge
 from cim.ingest.registry import close_import, open_import
 from cim.ingest.report import ImportReport, Rejection, Repair
-from cim.schema.models import CITY_CLASSES, CityObject, Provenance
+from cim.schema.models import CITY_CLASSES, SRID, CityObject, Provenance
 
 log = logging.getLogger(__name__)
 
@@ -298,7 +298,7 @@ def import_file(
     gdf = read_features(path, fmt, options)
     report.features_read = len(gdf)
     for kind, count in gdf.attrs.get("skipped", {}).items():
-        report.warnings.append(f"skipped {count} {kind} objects the layer does not hold")
+        report.warnings.append(f"skipped {count} input objects: {kind}")
     if len(gdf) == 0:
         raise ReaderError(f"{path.name} holds no features")
     step("validate", 0.0)
