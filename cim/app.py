@@ -85,7 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             with engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
             revision = current_revision(engine)
-        except Exception:  # noqa: BLE001 - any failure means not ready
+        except Exception:
             body = Readiness(database=False, schema_revision=None,
                              latest_revision=head_revision())
             return JSONResponse(body.model_dump(), status_code=503)

@@ -70,6 +70,11 @@ class DatabaseSettings(_Section):
     )
     statement_timeout_ms: int = Field(default=0, ge=0, description="0 means no timeout.")
 
+    @field_validator("url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
     @field_validator("data_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:

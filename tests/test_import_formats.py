@@ -87,8 +87,8 @@ def test_gauss_kruger_round_trip_within_a_millimetre(engine, tmp_path):
     import_file(engine, write(gdf, tmp_path / "b.gpkg", "GPKG"),
                 ImportOptions(layer="buildings", id_field="bid", source="t"), city_crs=4547)
     with engine.connect() as conn:
-        wkb = conn.execute(text("SELECT ST_AsBinary(geom) FROM cim.buildings ORDER BY id")).scalars()
-        stored = shapely.from_wkb(list(wkb))
+        wkb = conn.execute(text("SELECT ST_AsBinary(geom) FROM cim.buildings ORDER BY id"))
+        stored = shapely.from_wkb(list(wkb.scalars()))
     back = Transformer.from_crs(4326, 4547, always_xy=True)
     coords = shapely.get_coordinates(stored)
     x, y = back.transform(coords[:, 0], coords[:, 1])

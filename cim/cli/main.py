@@ -170,13 +170,15 @@ def serve(
 def main() -> None:
     """Entry point: known errors print one clear line and exit non-zero."""
     try:
-        app(standalone_mode=False)
+        # Without standalone mode click hands back the exit code instead of exiting.
+        code = app(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
     except typer.Abort:
         console.print("aborted")
         sys.exit(1)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except Exception as exc:  # noqa: BLE001 - mapped below, bugs re-raised
+    except Exception as exc:
         import click
 
         if isinstance(exc, click.ClickException):

@@ -25,7 +25,8 @@ def progress_bar(title: str) -> Iterator[Callable[[str, float], None]]:
         task = bar.add_task(title, total=1.0)
 
         def update(stage: str, fraction: float) -> None:
-            bar.update(task, description=f"{title}: {stage}", completed=max(0.0, min(1.0, fraction)))
+            done = max(0.0, min(1.0, fraction))
+            bar.update(task, description=f"{title}: {stage}", completed=done)
 
         yield update
         bar.update(task, description=f"{title}: done", completed=1.0)

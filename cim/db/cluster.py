@@ -158,9 +158,11 @@ class Cluster:
     def status(self) -> ClusterStatus:
         running = False
         if self.initialised:
-            running = self._run("pg_ctl", "status", "-D", str(self.data_dir), check=False).returncode == 0
+            probe = self._run("pg_ctl", "status", "-D", str(self.data_dir), check=False)
+            running = probe.returncode == 0
         version = (self.data_dir / "PG_VERSION").read_text().strip() if self.initialised else None
-        return ClusterStatus(self.data_dir, self.initialised, running, self.configured_port(), version)
+        return ClusterStatus(self.data_dir, self.initialised, running, self.configured_port(),
+                             version)
 
     # -- lifecycle -------------------------------------------------------------------------
     def init(self) -> None:

@@ -8,9 +8,10 @@ from contextlib import contextmanager
 
 from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import ArgumentError
 
 from cim.db.cluster import Cluster
-from cim.db.errors import DatabaseNotRunningError, PostgisMissingError
+from cim.db.errors import DatabaseError, DatabaseNotRunningError, PostgisMissingError
 from cim.settings import DatabaseSettings
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,13 @@ def cluster_for(settings: DatabaseSettings) -> Cluster:
 def database_url(settings: DatabaseSettings) -> str:
     """The URL to connect to: ``CIM_DATABASE_URL`` if set, else the running embedded cluster."""
     if settings.url is not None:
-        url = make_url(settings.url.get_secret_value())
+        try:
+            url = make_url(settings.url.get_secret_value())
+        except ArgumentError:
+            raise DatabaseError(
+                "CIM_DATABASE_URL is not a database URL "
+                "(expected postgresql://user:password@host:port/database)"
+            ) from None
         if url.drivername in ("postgresql", "postgres"):
             url = url.set(drivername="postgresql+psycopg")
         return url.render_as_string(hide_password=False)

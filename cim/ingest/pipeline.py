@@ -181,7 +181,7 @@ def _measure(geoms: np.ndarray, city_crs: CRS, columns: pd.Index, out: pd.DataFr
     metric = geo.reproject(shapely.force_2d(geoms), WGS84, city_crs)
     for column in wanted:
         values = shapely.area(metric) if column in AREA_COLUMNS else shapely.length(metric)
-        given = out[column] if column in out else None
+        given = out.get(column)
         out[column] = values if given is None else given.fillna(pd.Series(values, index=out.index))
 
 

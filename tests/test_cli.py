@@ -1,0 +1,74 @@
+"""The ``cim`` command as a user runs it: a real process against the test database."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.test_import_formats import buildings_4547, write, zipped_shapefile
+
+CIM = str(Path(sys.executable).parent / "cim")
+COMMANDS = [[], ["import"], ["history"], ["serve"], ["db"], ["db", "start"], ["db", "stop"],
+            ["db", "status"], ["db", "upgrade"], ["db", "reset"], ["db", "url"], ["demo"],
+            ["demo", "generate"], ["demo", "load"]]
+
+
+def cim(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([CIM, *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "COLUMNS": "200", **(env or {})})
+
+
+@pytest.fixture
+def db_env(engine) -> dict[str, str]:
+    return {"CIM_DATABASE_URL": engine.url.render_as_string(hide_password=False)}
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "cim")
+def test_every_command_has_help(command):
+    result = cim(*command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "Usage" in result.stdout
+
+
+def test_import_history_and_report(db_env, tmp_path):
+    path = write(buildings_4547(), tmp_path / "b.gpkg", "GPKG")
+    result = cim("import", str(path), "--layer", "buildings", "--id-field", "bid",
+                 "--source", "cli", "--report", str(tmp_path / "r.json"), env=db_env)
+    assert result.returncode == 0, result.stderr
+    assert "5 new" in result.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["inserted"] == 5
+    result = cim("history", "buildings", "cli:B0", "--json", env=db_env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)[0]["height"] == 10.0
+    status = cim("db", "status", env=db_env)
+    assert status.returncode == 0 and "buildings" in status.stderr
+
+
+def test_bad_input_exits_non_zero_with_a_message(db_env, tmp_path):
+    path = zipped_shapefile(buildings_4547(), tmp_path, with_prj=False)
+    result = cim("import", str(path), "--layer", "buildings", env=db_env)
+    assert result.returncode == 2
+    assert "declares no coordinate reference system" in result.stderr
+    assert "Traceback" not in result.stderr
+
+    gdf = buildings_4547()
+    gdf.loc[0, "HEIGHT"] = -5
+    result = cim("import", str(write(gdf, tmp_path / "bad.gpkg", "GPKG")), "--layer",
+                 "buildings", env=db_env)
+    assert result.returncode == 3
+    assert "rejected row 0" in result.stderr and "nothing was imported" in result.stderr
+
+    result = cim("history", "buildings", "nope:1", env=db_env)
+    assert result.returncode == 4 and "no object" in result.stderr
+
+
+def test_no_database_is_a_clear_error(tmp_path):
+    result = cim("db", "status", env={"CIM_DATABASE_DATA_DIR": str(tmp_path / "none"),
+                                      "CIM_DATABASE_URL": ""})
+    assert result.returncode != 0
+    assert "stopped" in result.stderr
