@@ -16,7 +16,7 @@ from shapely.geometry.base import BaseGeometry
 from sqlalchemy import BindParameter, Connection, Select, and_, bindparam, or_, select, text
 
 from cim.ingest.geometry import check_and_repair, coerce
-from cim.ingest.load import content_columns, content_hash_sql, qualified
+from cim.ingest.load import content_columns, qualified
 from cim.schema.models import CITY_CLASSES, SRID, CityObject
 
 IMMUTABLE = ("id", "source", "source_id")
@@ -97,17 +97,12 @@ def update_object(conn: Connection, layer: str, object_id: str,
     col_list = ", ".join(f'"{c}"' for c in columns)
     new_vid = conn.execute(
         text(
-            f"INSERT INTO {table} ({col_list}, import_id, valid_from, content_hash) "
-            f"SELECT {', '.join(selected)}, NULL, now(), '' FROM {table} o WHERE o.vid = :old "
+            f"INSERT INTO {table} ({col_list}, import_id, valid_from) "
+            f"SELECT {', '.join(selected)}, NULL, now() FROM {table} o WHERE o.vid = :old "
             "RETURNING vid"
         ).bindparams(*[_bind(model, k) for k in values]),
         {"old": closed, **params},
     ).scalar_one()
-    conn.execute(
-        text(f"UPDATE {table} n SET content_hash = {content_hash_sql(model, 'n')} "
-             "WHERE n.vid = :vid"),
-        {"vid": new_vid},
-    )
     return int(new_vid)
 
 

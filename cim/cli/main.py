@@ -140,7 +140,7 @@ def history(
         engine.dispose()
     if not rows:
         raise ObjectNotFound(f"{layer} has no object {object_id!r}")
-    skip = {"geom", "geom_3d", "attributes", "content_hash"}
+    skip = {"geom", "geom_3d", "attributes"}
     if as_json:
         typer.echo(json.dumps([{k: v for k, v in r.items() if k not in skip} for r in rows],
                               default=str, ensure_ascii=False, indent=2))

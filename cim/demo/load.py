@@ -42,35 +42,73 @@ class RealPiece:
 
 
 REAL_PIECES = (
-    RealPiece("wuhan/wuhan_osm_main_roads_and_boundary.gpkg", "city_boundary", "admin_units",
-              "osm-wuhan-boundary"),
-    RealPiece("wuhan/wuhan_osm_main_roads_and_boundary.gpkg", "main_roads", "roads",
-              "osm-wuhan-main-roads"),
+    RealPiece(
+        "wuhan/wuhan_osm_main_roads_and_boundary.gpkg",
+        "city_boundary",
+        "admin_units",
+        "osm-wuhan-boundary",
+    ),
+    RealPiece(
+        "wuhan/wuhan_osm_main_roads_and_boundary.gpkg",
+        "main_roads",
+        "roads",
+        "osm-wuhan-main-roads",
+    ),
     RealPiece("wuhan/wuhan_osm_waterways.gpkg", "waterways", "waterways", "osm-wuhan-waterways"),
-    RealPiece("wuhan/guanggu_osm_tilezen_sample.gpkg", "buildings", "buildings",
-              "osm-guanggu-buildings"),
+    RealPiece(
+        "wuhan/guanggu_osm_tilezen_sample.gpkg", "buildings", "buildings", "osm-guanggu-buildings"
+    ),
     RealPiece("wuhan/guanggu_osm_tilezen_sample.gpkg", "roads", "roads", "osm-guanggu-roads"),
-    RealPiece("wuhan/guanggu_osm_tilezen_sample.gpkg", "water", "water_bodies",
-              "osm-guanggu-water"),
+    RealPiece(
+        "wuhan/guanggu_osm_tilezen_sample.gpkg", "water", "water_bodies", "osm-guanggu-water"
+    ),
     # Lane-level network: max_speed is in m/s there.
-    RealPiece("wuhan/guanggu_road_network_mosstool.gpkg", "roads", "roads",
-              "osm-guanggu-lanes", maps=("max_speed_kmh=max_speed*3.6",)),
-    RealPiece("shanghai_bund/shanghai_bund_osm_tilezen.gpkg", "buildings", "buildings",
-              "osm-shanghai-bund-buildings"),
-    RealPiece("shanghai_bund/shanghai_bund_osm_tilezen.gpkg", "roads", "roads",
-              "osm-shanghai-bund-roads"),
+    RealPiece(
+        "wuhan/guanggu_road_network_mosstool.gpkg",
+        "roads",
+        "roads",
+        "osm-guanggu-lanes",
+        maps=("max_speed_kmh=max_speed*3.6",),
+    ),
+    RealPiece(
+        "shanghai_bund/shanghai_bund_osm_tilezen.gpkg",
+        "buildings",
+        "buildings",
+        "osm-shanghai-bund-buildings",
+    ),
+    RealPiece(
+        "shanghai_bund/shanghai_bund_osm_tilezen.gpkg", "roads", "roads", "osm-shanghai-bund-roads"
+    ),
     # The Bund's water layer mixes river areas and canal lines: each goes where it belongs,
     # and the report lists what the other layer refused.
-    RealPiece("shanghai_bund/shanghai_bund_osm_tilezen.gpkg", "water", "water_bodies",
-              "osm-shanghai-bund-water"),
-    RealPiece("shanghai_bund/shanghai_bund_osm_tilezen.gpkg", "water", "waterways",
-              "osm-shanghai-bund-waterways"),
+    RealPiece(
+        "shanghai_bund/shanghai_bund_osm_tilezen.gpkg",
+        "water",
+        "water_bodies",
+        "osm-shanghai-bund-water",
+    ),
+    RealPiece(
+        "shanghai_bund/shanghai_bund_osm_tilezen.gpkg",
+        "water",
+        "waterways",
+        "osm-shanghai-bund-waterways",
+    ),
 )
 
 # Generated layers in dependency order (addresses before the buildings that point to them).
-GENERATED_LAYERS = ("admin_units", "addresses", "roads", "structures", "buildings",
-                    "water_bodies", "drainage_nodes", "drainage_pipes", "catchments", "assets",
-                    "sensors")
+GENERATED_LAYERS = (
+    "admin_units",
+    "addresses",
+    "roads",
+    "structures",
+    "buildings",
+    "water_bodies",
+    "drainage_nodes",
+    "drainage_pipes",
+    "catchments",
+    "assets",
+    "sensors",
+)
 
 
 def load_demo(
@@ -97,29 +135,54 @@ def load_demo(
         step(label, done / total)
 
     for piece in pieces:
-        options = ImportOptions(layer=piece.layer, source=piece.source,
-                                source_layer=piece.source_layer, maps=list(piece.maps),
-                                skip_invalid=True)
-        reports.append(import_file(engine, DATA_DIR / piece.file, options,
-                                   city_crs=settings.city.crs))
+        options = ImportOptions(
+            layer=piece.layer,
+            source=piece.source,
+            source_layer=piece.source_layer,
+            maps=list(piece.maps),
+            skip_invalid=True,
+        )
+        reports.append(
+            import_file(engine, DATA_DIR / piece.file, options, city_crs=settings.city.crs)
+        )
         advance(f"real {piece.layer}")
 
     out_dir = settings.storage.root / "demo" / f"seed{seed}-{buildings or 'district'}"
-    files = generate_city(out_dir, seed=seed, buildings=buildings,
-                          progress=lambda stage, f: step(f"generate {stage}", done / total))
+    files = generate_city(
+        out_dir,
+        seed=seed,
+        buildings=buildings,
+        progress=lambda stage, f: step(f"generate {stage}", done / total),
+    )
     advance("generated")
     present = set(pyogrio.list_layers(files.vector)[:, 0])
     for layer in GENERATED_LAYERS:
         if layer not in present:
             continue
-        options = ImportOptions(layer=layer, source=DEMO_SOURCE, source_layer=layer,
-                                provenance=Provenance.synthetic, id_field="source_id")
+        options = ImportOptions(
+            layer=layer,
+            source=DEMO_SOURCE,
+            source_layer=layer,
+            provenance=Provenance.synthetic,
+            id_field="source_id",
+        )
         reports.append(import_file(engine, files.vector, options, city_crs=settings.city.crs))
         advance(f"generated {layer}")
-    reports.append(import_dem(engine, files.dem, settings.storage.root, name="optics-valley",
-                              source=DEMO_SOURCE, provenance=Provenance.synthetic))
+    reports.append(
+        import_dem(
+            engine,
+            files.dem,
+            settings.storage.root,
+            name="optics-valley",
+            source=DEMO_SOURCE,
+            provenance=Provenance.synthetic,
+        )
+    )
     advance("DEM")
-    reports.append(import_observations(engine, files.observations, source=DEMO_SOURCE,
-                                       provenance=Provenance.synthetic))
+    reports.append(
+        import_observations(
+            engine, files.observations, source=DEMO_SOURCE, provenance=Provenance.synthetic
+        )
+    )
     advance("observations")
     return reports

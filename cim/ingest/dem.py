@@ -105,7 +105,7 @@ def import_dem(
     try:
         with engine.begin() as conn:
             report.import_id = open_import(conn, report, provenance)
-            counts = merge(conn, Dem, frame, report.import_id)
+            counts = merge(conn, Dem, frame, report.import_id, source=source)
             report.inserted, report.updated = counts.inserted, counts.updated
             report.unchanged = counts.unchanged
             report.status = "completed"

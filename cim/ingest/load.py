@@ -1,10 +1,11 @@
-"""Load checked rows into a versioned table: COPY into a staging table, then merge.
+"""Load checked rows into a versioned table with COPY, keeping history.
 
-The merge keeps history: a current version whose content changed is closed
-(``valid_to = now()``) and a new version written; unchanged objects are left alone; new
-objects are inserted. It all runs inside the caller's transaction, so a failure leaves the
-table as it was. On an empty table the indexes are dropped during the load and rebuilt in
-bulk afterwards, which is what makes a first city-scale import fast.
+A source the table has never seen is copied straight into the table. Otherwise rows go
+through a staging table and are merged: a current version whose content differs is closed
+(``valid_to = now()``) and its successor inserted, unchanged objects are left alone, new
+objects are inserted. On an empty table the indexes are dropped during the load and rebuilt
+in bulk afterwards. Everything runs in the caller's transaction, so a failure leaves the
+table as it was.
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
 from sqlalchemy import Connection, text
 
 from cim.schema.models import SCHEMA, CityObject
 
-BOOKKEEPING = ("vid", "valid_from", "valid_to", "import_id", "content_hash")
-COPY_CHUNK = 8 << 20
+BOOKKEEPING = ("vid", "valid_from", "valid_to", "import_id")
+COPY_BATCH_ROWS = 50_000
+CSV_OPTIONS = pacsv.WriteOptions(include_header=False, quoting_style="needed")
 
 
 def content_columns(model: type[CityObject]) -> list[str]:
@@ -27,14 +31,13 @@ def content_columns(model: type[CityObject]) -> list[str]:
     return [c.name for c in model.__table__.columns if c.name not in BOOKKEEPING]
 
 
-def content_hash_sql(model: type[CityObject], alias: str) -> str:
-    """SQL digest of a row's content: one definition for imports and edits alike."""
-    cols = ", ".join(f'{alias}."{c}"' for c in content_columns(model))
-    return f"md5(ROW({cols})::text)"
-
-
 def qualified(model: type[CityObject]) -> str:
     return f'"{SCHEMA}"."{model.__tablename__}"'
+
+
+def _quoted(columns: list[str], alias: str = "") -> str:
+    prefix = f"{alias}." if alias else ""
+    return ", ".join(f'{prefix}"{c}"' for c in columns)
 
 
 @dataclass(frozen=True)
@@ -45,40 +48,67 @@ class MergeCounts:
     deleted: int
 
 
-def _copy_csv(conn: Connection, table: str, columns: list[str], frame: pd.DataFrame,
-              progress: Callable[[float], None] | None) -> None:
-    """Stream the frame as CSV through COPY (empty unquoted fields are NULL)."""
-    buffer = io.StringIO()
-    frame.to_csv(buffer, header=False, index=False, columns=columns)
-    data = buffer.getvalue().encode()
-    del buffer
-    col_list = ", ".join(f'"{c}"' for c in columns)
+def copy_frame(conn: Connection, table: str, frame: pd.DataFrame,
+               progress: Callable[[float], None] | None = None) -> None:
+    """COPY a frame's columns into ``table`` as CSV (NULL is an empty unquoted field).
+
+    Batches are formatted by Arrow (outside the GIL) while the server parses the previous
+    one, so Python and PostgreSQL work side by side.
+    """
     cursor = conn.connection.dbapi_connection.cursor()
-    with cursor.copy(f"COPY {table} ({col_list}) FROM STDIN WITH (FORMAT csv)") as copy:
-        for start in range(0, len(data), COPY_CHUNK):
-            copy.write(data[start:start + COPY_CHUNK])
+    sql = f"COPY {table} ({_quoted(list(frame.columns))}) FROM STDIN WITH (FORMAT csv)"
+    with cursor.copy(sql) as copy:
+        for start in range(0, len(frame), COPY_BATCH_ROWS):
+            batch = pa.Table.from_pandas(frame.iloc[start:start + COPY_BATCH_ROWS],
+                                         preserve_index=False)
+            sink = io.BytesIO()
+            pacsv.write_csv(batch, sink, CSV_OPTIONS)
+            copy.write(sink.getbuffer())
             if progress:
-                progress(min(1.0, (start + COPY_CHUNK) / max(len(data), 1)))
+                progress(min(1.0, (start + COPY_BATCH_ROWS) / len(frame)))
 
 
-def _table_is_empty(conn: Connection, model: type[CityObject]) -> bool:
-    return not conn.scalar(text(f"SELECT EXISTS (SELECT 1 FROM {qualified(model)})"))
+def _exists(conn: Connection, model: type[CityObject], where: str = "TRUE",
+            **params: str) -> bool:
+    return bool(conn.scalar(text(
+        f"SELECT EXISTS (SELECT 1 FROM {qualified(model)} WHERE {where})"), params))
 
 
 def _drop_indexes(conn: Connection, model: type[CityObject]) -> list[str]:
     """Drop the table's non-primary-key indexes, returning their definitions."""
     rows = conn.execute(
         text(
-            "SELECT i.indexname, i.indexdef FROM pg_indexes i "
-            "JOIN pg_class c ON c.relname = i.indexname "
-            "JOIN pg_index x ON x.indexrelid = c.oid "
-            "WHERE i.schemaname = :schema AND i.tablename = :table AND NOT x.indisprimary"
+            "SELECT c.relname, pg_get_indexdef(x.indexrelid) FROM pg_index x "
+            "JOIN pg_class c ON c.oid = x.indexrelid "
+            "WHERE x.indrelid = CAST(:table AS regclass) AND NOT x.indisprimary"
         ),
-        {"schema": SCHEMA, "table": model.__tablename__},
+        {"table": qualified(model)},
     ).all()
     for name, _ in rows:
         conn.execute(text(f'DROP INDEX "{SCHEMA}"."{name}"'))
     return [definition for _, definition in rows]
+
+
+def _merge_staged(conn: Connection, model: type[CityObject], columns: list[str],
+                  import_id: int) -> tuple[int, int]:
+    """Close changed versions and insert successors and new objects; (updated, written)."""
+    table = qualified(model)
+    content = [c for c in columns if c != "id"]
+    updated = conn.execute(text(
+        f"UPDATE {table} t SET valid_to = now() FROM cim_stage s "
+        f"WHERE t.id = s.id AND t.valid_to IS NULL "
+        f"AND ({_quoted(content, 't')}) IS DISTINCT FROM ({_quoted(content, 's')})"
+    )).rowcount
+    written = conn.execute(
+        text(
+            f"INSERT INTO {table} ({_quoted(columns)}, import_id) "
+            f"SELECT {_quoted(columns, 's')}, :import_id FROM cim_stage s "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {table} t "
+            f"WHERE t.id = s.id AND t.valid_to IS NULL)"
+        ),
+        {"import_id": import_id},
+    ).rowcount
+    return updated, written
 
 
 def merge(
@@ -87,63 +117,49 @@ def merge(
     frame: pd.DataFrame,
     import_id: int,
     *,
-    replace_source: str | None = None,
+    source: str,
+    replace: bool = False,
     progress: Callable[[str, float], None] | None = None,
 ) -> MergeCounts:
-    """Merge ``frame`` (content columns, geometries as hex EWKB) into the model's table."""
+    """Merge ``frame`` (content columns, geometries as hex EWKB) from ``source``."""
+    step = progress or (lambda stage, fraction: None)
     table = qualified(model)
     columns = [c for c in content_columns(model) if c in frame.columns]
-    quoted = [f'"{c}"' for c in columns]
-    col_list = ", ".join(quoted)
-    conn.execute(text(
-        f"CREATE TEMP TABLE cim_stage ON COMMIT DROP AS "
-        f"SELECT {col_list} FROM {table} WITH NO DATA"
-    ))
-    _copy_csv(conn, "cim_stage", columns, frame,
-              (lambda f: progress("copy", f)) if progress else None)
-    conn.execute(text("CREATE INDEX ON cim_stage (id)"))
-    conn.execute(text("ANALYZE cim_stage"))
-    if progress:
-        progress("merge", 0.0)
+    rebuild = [] if _exists(conn, model) else _drop_indexes(conn, model)
 
-    rebuild: list[str] = []
-    if _table_is_empty(conn, model):
-        rebuild = _drop_indexes(conn, model)
+    staged = _exists(conn, model, "source = :source", source=source)
+    if not staged:
+        # Nothing of this source yet: every row is a new object, no merge needed.
+        copy_frame(conn, table, frame[columns].assign(import_id=import_id),
+                   lambda f: step("copy", f))
+        updated, written = 0, len(frame)
+    else:
+        conn.execute(text(
+            f"CREATE TEMP TABLE cim_stage ON COMMIT DROP AS "
+            f"SELECT {_quoted(columns)} FROM {table} WITH NO DATA"
+        ))
+        copy_frame(conn, "cim_stage", frame[columns], lambda f: step("copy", f))
+        conn.execute(text("CREATE INDEX ON cim_stage (id)"))
+        conn.execute(text("ANALYZE cim_stage"))
+        step("merge", 0.0)
+        updated, written = _merge_staged(conn, model, columns, import_id)
 
-    updated = conn.execute(text(
-        f"UPDATE {table} t SET valid_to = now() FROM cim_stage s "
-        f"WHERE t.id = s.id AND t.valid_to IS NULL "
-        f"AND t.content_hash <> {content_hash_sql(model, 's')}"
-    )).rowcount
-    written = conn.execute(
-        text(
-            f"INSERT INTO {table} ({col_list}, content_hash, import_id, valid_from) "
-            f"SELECT {', '.join(f's.{c}' for c in quoted)}, "
-            f"{content_hash_sql(model, 's')}, :import_id, now() FROM cim_stage s "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {table} t "
-            f"WHERE t.id = s.id AND t.valid_to IS NULL)"
-        ),
-        {"import_id": import_id},
-    ).rowcount
     deleted = 0
-    if replace_source is not None:
+    if replace and staged:
         deleted = conn.execute(
             text(
                 f"UPDATE {table} t SET valid_to = now() WHERE t.source = :source "
                 f"AND t.valid_to IS NULL "
                 f"AND NOT EXISTS (SELECT 1 FROM cim_stage s WHERE s.id = t.id)"
             ),
-            {"source": replace_source},
+            {"source": source},
         ).rowcount
-    if progress:
-        progress("index", 0.0)
+    step("index", 0.0)
     for definition in rebuild:
         conn.execute(text(definition))
     conn.execute(text(f"ANALYZE {table}"))
-    conn.execute(text("DROP TABLE cim_stage"))
-    return MergeCounts(
-        inserted=written - updated,
-        updated=updated,
-        unchanged=len(frame) - written,
-        deleted=deleted,
-    )
+    if staged:
+        conn.execute(text("DROP TABLE cim_stage"))
+    return MergeCounts(inserted=written - updated, updated=updated,
+                       unchanged=len(frame) - written, deleted=deleted)
+

@@ -311,8 +311,8 @@ def import_file(
     with engine.begin() as conn:
         import_id = open_import(conn, report, options.provenance)
         report.import_id = import_id
-        counts = merge(conn, model, frame, import_id,
-                       replace_source=source if options.replace else None, progress=step)
+        counts = merge(conn, model, frame, import_id, source=source, replace=options.replace,
+                       progress=step)
         report.inserted, report.updated = counts.inserted, counts.updated
         report.unchanged, report.deleted = counts.unchanged, counts.deleted
         report.status = "completed"

@@ -102,7 +102,6 @@ class CityObject(Base):
     cim_level: Mapped[int] = mapped_column(SmallInteger)
     name: Mapped[str | None]
     attributes: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
-    content_hash: Mapped[str] = mapped_column(comment="Digest of geometry and attributes.")
 
     @declared_attr
     def geom(cls) -> Mapped[Any]:

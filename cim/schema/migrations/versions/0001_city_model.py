@@ -95,9 +95,6 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column(
-            "content_hash", sa.Text(), nullable=False, comment="Digest of geometry and attributes."
-        ),
-        sa.Column(
             "geom",
             Geometry(
                 geometry_type="POINT",
@@ -178,9 +175,6 @@ def upgrade() -> None:
             postgresql.JSONB(astext_type=sa.Text()),
             server_default=sa.text("'{}'::jsonb"),
             nullable=False,
-        ),
-        sa.Column(
-            "content_hash", sa.Text(), nullable=False, comment="Digest of geometry and attributes."
         ),
         sa.Column(
             "geom",
@@ -268,9 +262,6 @@ def upgrade() -> None:
             postgresql.JSONB(astext_type=sa.Text()),
             server_default=sa.text("'{}'::jsonb"),
             nullable=False,
-        ),
-        sa.Column(
-            "content_hash", sa.Text(), nullable=False, comment="Digest of geometry and attributes."
         ),
         sa.Column(
             "geom",
@@ -369,9 +360,6 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column(
-            "content_hash", sa.Text(), nullable=False, comment="Digest of geometry and attributes."
-        ),
-        sa.Column(
             "geom",
             Geometry(
                 geometry_type="MULTIPOLYGON",
@@ -452,9 +440,6 @@ def upgrade() -> None:
             postgresql.JSONB(astext_type=sa.Text()),
             server_default=sa.text("'{}'::jsonb"),
             nullable=False,
-        ),
-        sa.Column(
-            "content_hash", sa.Text(), nullable=False, comment="Digest of geometry and attributes."
         ),
         sa.Column(
             "geom",
@@ -550,9 +535,6 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column(
-            "content_hash", sa.Text(), nullable=False, comment="Digest of geometry and attributes."
-        ),
-        sa.Column(
             "geom",
             Geometry(
                 geometry_type="POLYGON",
@@ -632,9 +614,6 @@ def upgrade() -> None:
             postgresql.JSONB(astext_type=sa.Text()),
             server_default=sa.text("'{}'::jsonb"),
             nullable=False,
-        ),
-        sa.Column(
-            "content_hash", sa.Text(), nullable=False, comment="Digest of geometry and attributes."
         ),
         sa.Column(
             "geom",
@@ -731,9 +710,6 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column(
-            "content_hash", sa.Text(), nullable=False, comment="Digest of geometry and attributes."
-        ),
-        sa.Column(
             "geom",
             Geometry(
                 geometry_type="LINESTRING",
@@ -825,9 +801,6 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column(
-            "content_hash", sa.Text(), nullable=False, comment="Digest of geometry and attributes."
-        ),
-        sa.Column(
             "geom",
             Geometry(
                 geometry_type="MULTILINESTRING",
@@ -907,9 +880,6 @@ def upgrade() -> None:
             postgresql.JSONB(astext_type=sa.Text()),
             server_default=sa.text("'{}'::jsonb"),
             nullable=False,
-        ),
-        sa.Column(
-            "content_hash", sa.Text(), nullable=False, comment="Digest of geometry and attributes."
         ),
         sa.Column(
             "geom",
@@ -993,9 +963,6 @@ def upgrade() -> None:
             postgresql.JSONB(astext_type=sa.Text()),
             server_default=sa.text("'{}'::jsonb"),
             nullable=False,
-        ),
-        sa.Column(
-            "content_hash", sa.Text(), nullable=False, comment="Digest of geometry and attributes."
         ),
         sa.Column(
             "geom",
@@ -1088,9 +1055,6 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column(
-            "content_hash", sa.Text(), nullable=False, comment="Digest of geometry and attributes."
-        ),
-        sa.Column(
             "geom",
             Geometry(
                 geometry_type="MULTIPOLYGON",
@@ -1174,9 +1138,6 @@ def upgrade() -> None:
             postgresql.JSONB(astext_type=sa.Text()),
             server_default=sa.text("'{}'::jsonb"),
             nullable=False,
-        ),
-        sa.Column(
-            "content_hash", sa.Text(), nullable=False, comment="Digest of geometry and attributes."
         ),
         sa.Column(
             "geom",
