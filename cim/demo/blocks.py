@@ -68,7 +68,8 @@ def build_blocks(
     arterial[irregular] = _near_arterial(blocks.geometry.values[irregular], roads, real)
     blocks["arterial"] = arterial
     blocks["ring"] = extent.ring_distance(cx, cy)
-    blocks["layout"] = _land_use(extent, cx, cy, arterial, rng)
+    area = shapely.area(blocks.geometry.values)
+    blocks["layout"] = _land_use(extent, cx, cy, area, arterial, rng)
     return blocks
 
 
@@ -166,26 +167,42 @@ def _near_arterial(plots: np.ndarray, roads: gpd.GeoDataFrame, real: RealData) -
 
 
 def _land_use(
-    extent: Extent, x: np.ndarray, y: np.ndarray, arterial: np.ndarray, rng: np.random.Generator
+    extent: Extent,
+    x: np.ndarray,
+    y: np.ndarray,
+    area: np.ndarray,
+    arterial: np.ndarray,
+    rng: np.random.Generator,
 ) -> np.ndarray:
-    """A layout name per plot; later rules override earlier ones."""
+    """A layout name per plot. Campuses, industry and old villages each take a share of the
+    land where their field runs highest; shops and offices take some arterial frontage."""
     bounds = (extent.x0, extent.y0, extent.x1, extent.y1)
     old = NoiseField(rng, bounds, 1500.0, angle=0.5).at(x, y)
     industry = NoiseField(rng, bounds, 2200.0, angle=1.1).at(x, y)
     campus = NoiseField(rng, bounds, 1200.0, angle=0.8).at(x, y)
     u = rng.random(x.size)
-
-    def top(field: np.ndarray, share: float) -> np.ndarray:
-        return field >= np.quantile(field, 1 - share)
-
     layout = rng.choice(list(OTHER_USES), p=list(OTHER_USES.values()), size=x.size)
     layout = layout.astype(object)
-    layout[top(old, 0.38)] = "midrise"
-    layout[top(old, 0.30)] = "village"
-    layout[arterial & (u < 0.32)] = "commercial"
-    layout[arterial & (u < 0.20)] = "office_tower"
-    industrial = top(industry, 0.16)
-    layout[industrial] = np.where(u < 0.85, "industrial", "office_park")[industrial]
-    campuses = top(campus, 0.05)
+    free = np.ones(x.size, dtype=bool)
+
+    def claim(field: np.ndarray, share: float, eligible: np.ndarray) -> np.ndarray:
+        """Eligible free plots, highest ``field`` first, until they cover ``share`` of the
+        district's plot area."""
+        order = np.nonzero(eligible & free)[0]
+        order = order[np.argsort(-field[order], kind="stable")]
+        taken = order[np.cumsum(area[order]) <= share * area.sum()]
+        mask = np.zeros(x.size, dtype=bool)
+        mask[taken] = True
+        free[taken] = False
+        return mask
+
+    everywhere = np.ones(x.size, dtype=bool)
+    campuses = claim(campus, 0.05, everywhere)
     layout[campuses] = np.where(u < 0.8, "education", "healthcare")[campuses]
+    industrial = claim(industry, 0.16, everywhere)
+    layout[industrial] = np.where(u < 0.85, "industrial", "office_park")[industrial]
+    frontage = claim(rng.random(x.size), 0.12, arterial)
+    layout[frontage] = np.where(u < 0.6, "office_tower", "commercial")[frontage]
+    layout[claim(old, 0.21, everywhere)] = "village"
+    layout[claim(old, 0.08, everywhere)] = "midrise"
     return layout

@@ -16,8 +16,8 @@ CRS = "EPSG:4547"
 """CGCS2000 / 3-degree Gauss-Kruger CM 114E: everything the generator writes is in it."""
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "wuhan"
-ROAD_NETWORK = DATA_DIR / "guanggu_road_network_mosstool.gpkg"
-BUILDING_SAMPLE = DATA_DIR / "guanggu_osm_tilezen_sample.gpkg"
+ROAD_NETWORK = "guanggu_road_network_mosstool.gpkg"  # real roads with ground elevations
+BUILDING_SAMPLE = "guanggu_osm_tilezen_sample.gpkg"  # real buildings near Optics Valley Square
 
 # The default district: 6.4 km x 4 km around the real road network, reaching further west
 # (toward Optics Valley Square) than east. A scaled district keeps these proportions.
@@ -68,15 +68,16 @@ class RealRoads:
 @dataclass(frozen=True)
 class RealData:
     roads: RealRoads
-    road_zone: Polygon  # where the real roads lie: no generated grid inside
-    sample_zone: Polygon  # the real building sample's box: nothing generated inside
-    sample_roads: np.ndarray  # the sample's streets, which generated streets end on
+    road_zone: Polygon  # the real roads' convex hull: generated streets end on its roads
+    sample_zone: Polygon  # the real building sample's box: no generated plots inside
+    sample_roads: np.ndarray  # the sample's streets, on which generated streets end
 
 
 def load_real_data(data_dir: Path = DATA_DIR) -> RealData:
+    """The real data the district is joined to, from ``data/wuhan``, in :data:`CRS`."""
     to_metric = Transformer.from_crs("EPSG:4326", CRS, always_xy=True)
-    roads = _read_network(data_dir / ROAD_NETWORK.name, to_metric)
-    sample = data_dir / BUILDING_SAMPLE.name
+    roads = _read_network(data_dir / ROAD_NETWORK, to_metric)
+    sample = data_dir / BUILDING_SAMPLE
     bounds = np.array(
         [pyogrio.read_info(sample, layer=layer)["total_bounds"] for layer in ("buildings", "roads")]
     )

@@ -45,7 +45,7 @@ OBSERVATIONS_FILE = "demo_observations.csv"
 DEM_MARGIN = 250.0  # m of terrain around the district
 MAX_DEM_CELLS = 24_000_000  # the DEM's cells grow beyond ``cell_size`` to stay under this
 MIN_SCALE = 0.45  # smallest district, relative to the default, whatever the building count
-BUILDINGS_PER_KM2 = 760.0  # of the default district: the first guess of a scaled one's size
+BUILDINGS_PER_KM2 = 800.0  # of the default district: the first guess of a scaled one's size
 OVERSHOOT = 1.04  # lay out a little more than asked, then keep the buildings nearest the centre
 
 COLUMNS = {

@@ -23,6 +23,8 @@ from cim.schema.models import SCHEMA, CityObject
 
 BOOKKEEPING = ("vid", "valid_from", "valid_to", "import_id")
 COPY_BATCH_ROWS = 50_000
+BULK_ROWS = 20_000
+"""From this many rows on, foreign keys are checked once after the load, not per row."""
 CSV_OPTIONS = pacsv.WriteOptions(include_header=False, quoting_style="needed")
 
 
@@ -75,7 +77,7 @@ def _exists(conn: Connection, model: type[CityObject], where: str = "TRUE",
 
 
 def _drop_indexes(conn: Connection, model: type[CityObject]) -> list[str]:
-    """Drop the table's non-primary-key indexes, returning their definitions."""
+    """Drop the table's non-primary-key indexes, returning the DDL that recreates them."""
     rows = conn.execute(
         text(
             "SELECT c.relname, pg_get_indexdef(x.indexrelid) FROM pg_index x "
@@ -87,6 +89,24 @@ def _drop_indexes(conn: Connection, model: type[CityObject]) -> list[str]:
     for name, _ in rows:
         conn.execute(text(f'DROP INDEX "{SCHEMA}"."{name}"'))
     return [definition for _, definition in rows]
+
+
+def _drop_foreign_keys(conn: Connection, model: type[CityObject]) -> list[str]:
+    """Drop the table's foreign keys, returning the DDL that re-adds (and re-checks) them.
+
+    A per-row foreign-key check costs more than the rest of a bulk COPY; one re-check of
+    the whole table afterwards is a single join.
+    """
+    table = qualified(model)
+    rows = conn.execute(
+        text("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+             "WHERE conrelid = CAST(:table AS regclass) AND contype = 'f'"),
+        {"table": table},
+    ).all()
+    for name, _ in rows:
+        conn.execute(text(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"'))
+    return [f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}'
+            for name, definition in rows]
 
 
 def _merge_staged(conn: Connection, model: type[CityObject], columns: list[str],
@@ -126,6 +146,8 @@ def merge(
     table = qualified(model)
     columns = [c for c in content_columns(model) if c in frame.columns]
     rebuild = [] if _exists(conn, model) else _drop_indexes(conn, model)
+    if len(frame) >= BULK_ROWS:
+        rebuild += _drop_foreign_keys(conn, model)
 
     staged = _exists(conn, model, "source = :source", source=source)
     if not staged:

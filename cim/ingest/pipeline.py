@@ -205,7 +205,8 @@ def prepare(gdf: gpd.GeoDataFrame, model: type[CityObject], options: ImportOptio
     report.warnings += notes
 
     kind = model.geometry_kind
-    geoms, rejected, repaired = geo.check_and_repair(shapely.force_2d(raw_geoms), kind)
+    flat = shapely.force_2d(raw_geoms) if shapely.has_z(raw_geoms).any() else raw_geoms
+    geoms, rejected, repaired = geo.check_and_repair(flat, kind)
     rows.merge(rejected)
     geoms, rejected = geo.coerce(geoms, kind)
     rows.merge(rejected)
@@ -226,8 +227,10 @@ def prepare(gdf: gpd.GeoDataFrame, model: type[CityObject], options: ImportOptio
     source_ids, id_column = _source_ids(frame, options.id_field, geoms, report)
     rows.reject(source_ids.isna().to_numpy(), "missing id")
     dup = source_ids.duplicated(keep="first").to_numpy() & source_ids.notna().to_numpy()
-    rows.reject(dup, np.array([f"duplicate id {v!r}" for v in source_ids.fillna("")],
-                              dtype=object))
+    if dup.any():
+        reasons = np.full(n, None, dtype=object)
+        reasons[dup] = [f"duplicate id {v!r}" for v in source_ids[dup]]
+        rows.merge(reasons)
 
     claimed = {id_column} if id_column else set()
     mapped = _map_fields(frame, spec, options.maps, rows, claimed)
