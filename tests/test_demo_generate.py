@@ -105,7 +105,7 @@ def district(tmp_path_factory: pytest.TempPathFactory) -> City:
 @pytest.fixture(scope="module")
 def large(tmp_path_factory: pytest.TempPathFactory) -> City:
     # Large enough for the district to reach the real building sample's box.
-    return _make(tmp_path_factory, seed=5, buildings=90_000)
+    return _make(tmp_path_factory, seed=5, buildings=110_000)
 
 
 def _same(a: gpd.GeoDataFrame, b: gpd.GeoDataFrame) -> bool:
@@ -140,8 +140,10 @@ def test_every_layer_is_there_with_its_columns(small: City) -> None:
         model_columns = set(CITY_CLASSES[name].__table__.columns.keys())
         assert set(layer.columns) - {"geometry"} <= model_columns, name
         assert layer["source_id"].is_unique, name
-    info = pyogrio.read_info(small.files.vector, layer="buildings")
-    assert info["geometry_type"] == "MultiPolygon"
+        info = pyogrio.read_info(small.files.vector, layer=name)
+        assert info["geometry_name"] == "geometry", name
+    buildings = pyogrio.read_info(small.files.vector, layer="buildings")
+    assert buildings["geometry_type"] == "MultiPolygon"
     assert small.files.summary["buildings"] == len(small.layers["buildings"])
     assert small.files.summary["observations"] == len(small.readings)
 
@@ -295,8 +297,8 @@ def test_observations(small: City) -> None:
 
 
 def test_scaling_gives_the_buildings_asked_for(large: City) -> None:
-    assert len(large.layers["buildings"]) == 90_000
-    assert len(large.layers["addresses"]) == 90_000
+    assert len(large.layers["buildings"]) == 110_000
+    assert len(large.layers["addresses"]) == 110_000
 
 
 def test_buildings_keep_out_of_the_real_sample(large: City) -> None:

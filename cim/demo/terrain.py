@@ -125,6 +125,15 @@ class Grid:
         return cls(x0=x0, y1=y0 + height * cell, cell=cell, width=width, height=height)
 
     @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        return (
+            self.x0,
+            self.y1 - self.height * self.cell,
+            self.x0 + self.width * self.cell,
+            self.y1,
+        )
+
+    @property
     def transform(self) -> Affine:
         return Affine(self.cell, 0.0, self.x0, 0.0, -self.cell, self.y1)
 
@@ -188,8 +197,7 @@ def build_dem(
     ``streets`` are carriageway polygons and how far each is sunk below the plots beside it.
     """
     dem = surface.on_grid(grid)
-    bounds = (grid.x0, grid.y1 - grid.height * grid.cell, grid.x0 + grid.width * grid.cell, grid.y1)
-    dem += 0.12 * NoiseField(rng, bounds, 80.0).on_axes(grid.xs, grid.ys)
+    dem += 0.12 * NoiseField(rng, grid.bounds, 80.0).on_axes(grid.xs, grid.ys)
     dem += PLOT_LIFT
     polygons, depths = streets
     if len(polygons):

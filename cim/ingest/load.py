@@ -1,8 +1,7 @@
 """Load checked rows into a versioned table with COPY, keeping history.
 
-A source the table has never seen is copied straight into the table. Otherwise rows go
-through a staging table and are merged: a current version whose content differs is closed
-(``valid_to = now()``) and its successor inserted, unchanged objects are left alone, new
+A current version whose content differs from the incoming row is closed
+(``valid_to = now()``) and its successor inserted; unchanged objects are left alone; new
 objects are inserted. On an empty table the indexes are dropped during the load and rebuilt
 in bulk afterwards. Everything runs in the caller's transaction, so a failure leaves the
 table as it was.
@@ -11,12 +10,13 @@ table as it was.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
+from psycopg import Copy
+from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy import Connection, text
 
 from cim.schema.models import SCHEMA, CityObject
@@ -48,26 +48,6 @@ class MergeCounts:
     updated: int
     unchanged: int
     deleted: int
-
-
-def copy_frame(conn: Connection, table: str, frame: pd.DataFrame,
-               progress: Callable[[float], None] | None = None) -> None:
-    """COPY a frame's columns into ``table`` as CSV (NULL is an empty unquoted field).
-
-    Batches are formatted by Arrow (outside the GIL) while the server parses the previous
-    one, so Python and PostgreSQL work side by side.
-    """
-    cursor = conn.connection.dbapi_connection.cursor()
-    sql = f"COPY {table} ({_quoted(list(frame.columns))}) FROM STDIN WITH (FORMAT csv)"
-    with cursor.copy(sql) as copy:
-        for start in range(0, len(frame), COPY_BATCH_ROWS):
-            batch = pa.Table.from_pandas(frame.iloc[start:start + COPY_BATCH_ROWS],
-                                         preserve_index=False)
-            sink = io.BytesIO()
-            pacsv.write_csv(batch, sink, CSV_OPTIONS)
-            copy.write(sink.getbuffer())
-            if progress:
-                progress(min(1.0, (start + COPY_BATCH_ROWS) / len(frame)))
 
 
 def _exists(conn: Connection, model: type[CityObject], where: str = "TRUE",
@@ -131,57 +111,98 @@ def _merge_staged(conn: Connection, model: type[CityObject], columns: list[str],
     return updated, written
 
 
-def merge(
-    conn: Connection,
-    model: type[CityObject],
-    frame: pd.DataFrame,
-    import_id: int,
-    *,
-    source: str,
-    replace: bool = False,
-    progress: Callable[[str, float], None] | None = None,
-) -> MergeCounts:
-    """Merge ``frame`` (content columns, geometries as hex EWKB) from ``source``."""
-    step = progress or (lambda stage, fraction: None)
-    table = qualified(model)
-    columns = [c for c in content_columns(model) if c in frame.columns]
-    rebuild = [] if _exists(conn, model) else _drop_indexes(conn, model)
-    if len(frame) >= BULK_ROWS:
-        rebuild += _drop_foreign_keys(conn, model)
+class Loader:
+    """Streams frames of checked rows into a model's table, then settles history.
 
-    staged = _exists(conn, model, "source = :source", source=source)
-    if not staged:
-        # Nothing of this source yet: every row is a new object, no merge needed.
-        copy_frame(conn, table, frame[columns].assign(import_id=import_id),
-                   lambda f: step("copy", f))
-        updated, written = 0, len(frame)
-    else:
-        conn.execute(text(
-            f"CREATE TEMP TABLE cim_stage ON COMMIT DROP AS "
-            f"SELECT {_quoted(columns)} FROM {table} WITH NO DATA"
-        ))
-        copy_frame(conn, "cim_stage", frame[columns], lambda f: step("copy", f))
-        conn.execute(text("CREATE INDEX ON cim_stage (id)"))
-        conn.execute(text("ANALYZE cim_stage"))
-        step("merge", 0.0)
-        updated, written = _merge_staged(conn, model, columns, import_id)
+    Open it inside the import's transaction, ``write`` frames (content columns, geometries
+    as hex EWKB) as they are ready, and read ``counts`` after the ``with`` block. COPY data
+    goes out through a writer thread, so PostgreSQL parses one batch while Python checks
+    the next. A source the table has never seen is copied straight into the table; otherwise
+    rows go to a staging table and are merged with history on exit.
+    """
 
-    deleted = 0
-    if replace and staged:
-        deleted = conn.execute(
-            text(
-                f"UPDATE {table} t SET valid_to = now() WHERE t.source = :source "
-                f"AND t.valid_to IS NULL "
-                f"AND NOT EXISTS (SELECT 1 FROM cim_stage s WHERE s.id = t.id)"
-            ),
-            {"source": source},
-        ).rowcount
-    step("index", 0.0)
-    for definition in rebuild:
-        conn.execute(text(definition))
-    conn.execute(text(f"ANALYZE {table}"))
-    if staged:
-        conn.execute(text("DROP TABLE cim_stage"))
-    return MergeCounts(inserted=written - updated, updated=updated,
-                       unchanged=len(frame) - written, deleted=deleted)
+    def __init__(self, conn: Connection, model: type[CityObject], import_id: int, *,
+                 source: str, replace: bool = False, expected_rows: int = 0) -> None:
+        self.conn, self.model, self.import_id = conn, model, import_id
+        self.source, self.replace, self.expected_rows = source, replace, expected_rows
+        self.rows = 0
+        self.counts: MergeCounts | None = None
+        self._columns: list[str] = []
+        self._copy: Copy | None = None
+        self._copy_context = None
 
+    def __enter__(self) -> Loader:
+        conn, model = self.conn, self.model
+        self._rebuild = [] if _exists(conn, model) else _drop_indexes(conn, model)
+        if self.expected_rows >= BULK_ROWS:
+            self._rebuild += _drop_foreign_keys(conn, model)
+        self.staged = _exists(conn, model, "source = :source", source=self.source)
+        return self
+
+    def _open(self, frame: pd.DataFrame) -> None:
+        self._columns = [c for c in content_columns(self.model) if c in frame.columns]
+        target = qualified(self.model)
+        columns = list(self._columns)
+        if self.staged:
+            self.conn.execute(text(
+                f"CREATE TEMP TABLE cim_stage ON COMMIT DROP AS "
+                f"SELECT {_quoted(columns)} FROM {target} WITH NO DATA"
+            ))
+            target = "cim_stage"
+        else:
+            columns.append("import_id")
+        cursor = self.conn.connection.dbapi_connection.cursor()
+        sql = f"COPY {target} ({_quoted(columns)}) FROM STDIN WITH (FORMAT csv)"
+        self._copy_context = cursor.copy(sql, writer=QueuedLibpqWriter(cursor))
+        self._copy = self._copy_context.__enter__()
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if frame.empty:
+            return
+        if self._copy is None:
+            self._open(frame)
+        frame = frame[self._columns]
+        if not self.staged:
+            frame = frame.assign(import_id=self.import_id)
+        for start in range(0, len(frame), COPY_BATCH_ROWS):
+            batch = pa.Table.from_pandas(frame.iloc[start:start + COPY_BATCH_ROWS],
+                                         preserve_index=False)
+            sink = io.BytesIO()
+            pacsv.write_csv(batch, sink, CSV_OPTIONS)
+            self._copy.write(sink.getvalue())
+        self.rows += len(frame)
+
+    def __exit__(self, kind, error, trace) -> None:
+        if self._copy_context is not None:
+            self._copy_context.__exit__(kind, error, trace)
+        if error is not None:
+            return
+        conn, table = self.conn, qualified(self.model)
+        updated, written, deleted = 0, self.rows, 0
+        if self.staged and self._columns:
+            conn.execute(text("CREATE INDEX ON cim_stage (id)"))
+            conn.execute(text("ANALYZE cim_stage"))
+            updated, written = _merge_staged(conn, self.model, self._columns, self.import_id)
+            if self.replace:
+                deleted = conn.execute(
+                    text(f"UPDATE {table} t SET valid_to = now() WHERE t.source = :source "
+                         "AND t.valid_to IS NULL "
+                         "AND NOT EXISTS (SELECT 1 FROM cim_stage s WHERE s.id = t.id)"),
+                    {"source": self.source},
+                ).rowcount
+            conn.execute(text("DROP TABLE cim_stage"))
+        for definition in self._rebuild:
+            conn.execute(text(definition))
+        conn.execute(text(f"ANALYZE {table}"))
+        self.counts = MergeCounts(inserted=written - updated, updated=updated,
+                                  unchanged=self.rows - written, deleted=deleted)
+
+
+def merge(conn: Connection, model: type[CityObject], frame: pd.DataFrame, import_id: int, *,
+          source: str, replace: bool = False) -> MergeCounts:
+    """Load one frame (see :class:`Loader`)."""
+    with Loader(conn, model, import_id, source=source, replace=replace,
+                expected_rows=len(frame)) as loader:
+        loader.write(frame)
+    assert loader.counts is not None
+    return loader.counts

@@ -36,7 +36,7 @@ from cim.ingest.fields import (
 )
 from cim.ingest.formats import Format, detect_format
 from cim.ingest.heights import fill_heights
-from cim.ingest.load import merge
+from cim.ingest.load import Loader
 from cim.ingest.registry import close_import, open_import
 from cim.ingest.report import ImportReport, Rejection, Repair
 from cim.schema.models import CITY_CLASSES, SRID, CityObject, Provenance
@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[str, float], None]
 WGS84 = CRS.from_epsg(SRID)
+CHUNK_ROWS = 50_000
 # Measures the schema keeps in metres, computed in the city's projected CRS.
 AREA_COLUMNS = ("area_m2",)
 LENGTH_COLUMNS = ("length_m",)
@@ -185,10 +186,30 @@ def _measure(geoms: np.ndarray, city_crs: CRS, columns: pd.Index, out: pd.DataFr
         out[column] = values if given is None else given.fillna(pd.Series(values, index=out.index))
 
 
-def prepare(gdf: gpd.GeoDataFrame, model: type[CityObject], options: ImportOptions,
-            source: str, city_crs: CRS, report: ImportReport,
-            ) -> pd.DataFrame:
-    """Checked, mapped and reprojected rows ready for :func:`cim.ingest.load.merge`."""
+@dataclass(frozen=True)
+class Identity:
+    """Each input row's source id, decided once for the whole file."""
+
+    ids: pd.Series
+    column: str | None
+    duplicate: np.ndarray
+
+
+def identify(gdf: gpd.GeoDataFrame, id_field: str | None, report: ImportReport) -> Identity:
+    frame = gdf.drop(columns=[gdf.geometry.name])
+    ids, column = _source_ids(frame, id_field, np.asarray(gdf.geometry.array), report)
+    duplicate = ids.duplicated(keep="first").to_numpy() & ids.notna().to_numpy()
+    return Identity(ids, column, duplicate)
+
+
+def prepare(gdf: gpd.GeoDataFrame, identity: Identity, model: type[CityObject],
+            options: ImportOptions, source: str, crs: CRS, city_crs: CRS,
+            report: ImportReport) -> pd.DataFrame:
+    """Checked, mapped and reprojected rows for :class:`cim.ingest.load.Loader`.
+
+    ``gdf`` may be a slice of the input (its index gives the rows' positions in the file);
+    rejections, repairs and estimates are added to ``report``.
+    """
     spec = SPECS[model.__tablename__]
     n = len(gdf)
     rows = _Rows(n)
@@ -199,10 +220,6 @@ def prepare(gdf: gpd.GeoDataFrame, model: type[CityObject], options: ImportOptio
         raw_3d = np.asarray(gdf["geom_3d"].to_numpy(), dtype=object)
     else:
         raw_3d = np.where(shapely.has_z(raw_geoms), raw_geoms, None)
-
-    crs, notes = resolve_crs(gdf.crs, options.crs if not options.gcj02 else options.crs or "4326")
-    report.input_crs = "GCJ-02" if options.gcj02 else crs_label(crs)
-    report.warnings += notes
 
     kind = model.geometry_kind
     flat = shapely.force_2d(raw_geoms) if shapely.has_z(raw_geoms).any() else raw_geoms
@@ -224,9 +241,10 @@ def prepare(gdf: gpd.GeoDataFrame, model: type[CityObject], options: ImportOptio
     rows.reject(geo.outside_lonlat(geoms),
                 f"coordinates fall outside the Earth in {report.input_crs}: wrong --crs?")
 
-    source_ids, id_column = _source_ids(frame, options.id_field, geoms, report)
+    positions = gdf.index.to_numpy()
+    source_ids, id_column = identity.ids.iloc[positions], identity.column
     rows.reject(source_ids.isna().to_numpy(), "missing id")
-    dup = source_ids.duplicated(keep="first").to_numpy() & source_ids.notna().to_numpy()
+    dup = identity.duplicate[positions]
     if dup.any():
         reasons = np.full(n, None, dtype=object)
         reasons[dup] = [f"duplicate id {v!r}" for v in source_ids[dup]]
@@ -237,22 +255,22 @@ def prepare(gdf: gpd.GeoDataFrame, model: type[CityObject], options: ImportOptio
     if model.__tablename__ == "buildings":
         estimated, reasons = fill_heights(mapped)
         rows.merge(reasons)
-        report.estimated_heights = int((estimated & rows.ok).sum())
+        report.estimated_heights += int((estimated & rows.ok).sum())
     unclaimed = [c for c in frame.columns if c not in claimed]
 
     ok = rows.ok
-    report.rejected = [
-        Rejection(row=int(i), source_id=None if pd.isna(source_ids.iloc[i]) else source_ids.iloc[i],
-                  reason=str(rows.reasons[i]))
+    report.rejected += [
+        Rejection(row=int(positions[i]), reason=str(rows.reasons[i]),
+                  source_id=None if pd.isna(source_ids.iloc[i]) else source_ids.iloc[i])
         for i in np.flatnonzero(~ok)
     ]
-    report.repaired = [
-        Repair(row=int(i), source_id=source_ids.iloc[i], reason=str(repaired[i]))
+    report.repaired += [
+        Repair(row=int(positions[i]), source_id=source_ids.iloc[i], reason=str(repaired[i]))
         for i in np.flatnonzero((repaired != None) & ok)  # noqa: E711
     ]
 
     out = mapped[ok].copy()
-    out["source_id"] = source_ids[ok]
+    out["source_id"] = source_ids[ok].to_numpy()
     out["id"] = source + ":" + out["source_id"]
     for ref in REFERENCE_COLUMNS:
         if ref in out.columns:
@@ -298,24 +316,35 @@ def import_file(
     report = ImportReport(path=str(path), format=fmt.value, layer=options.layer, source=source)
 
     step("read", 0.0)
-    gdf = read_features(path, fmt, options)
-    report.features_read = len(gdf)
+    gdf = read_features(path, fmt, options).reset_index(drop=True)
+    report.features_read = n = len(gdf)
     for kind, count in gdf.attrs.get("skipped", {}).items():
         report.warnings.append(f"skipped {count} input objects: {kind}")
-    if len(gdf) == 0:
+    if n == 0:
         raise ReaderError(f"{path.name} holds no features")
-    step("validate", 0.0)
-    frame = prepare(gdf, model, options, source, CRS.from_epsg(city_crs), report)
-    if report.rejected and not options.skip_invalid:
-        report.status = "rejected"
-        report.seconds = time.perf_counter() - started
-        raise ImportRejected(report)
+    crs, notes = resolve_crs(gdf.crs, options.crs or ("4326" if options.gcj02 else None))
+    report.warnings += notes
+    report.input_crs = "GCJ-02" if options.gcj02 else crs_label(crs)
+    identity = identify(gdf, options.id_field, report)
 
     with engine.begin() as conn:
-        import_id = open_import(conn, report, options.provenance)
-        report.import_id = import_id
-        counts = merge(conn, model, frame, import_id, source=source, replace=options.replace,
-                       progress=step)
+        report.import_id = open_import(conn, report, options.provenance)
+        with Loader(conn, model, report.import_id, source=source, replace=options.replace,
+                    expected_rows=n) as loader:
+            # Check chunk k+1 while PostgreSQL parses chunk k; a strict import that meets a
+            # rejection stops loading but checks on, so its report is complete.
+            for start in range(0, n, CHUNK_ROWS):
+                step("validate and load", start / n)
+                frame = prepare(gdf.iloc[start:start + CHUNK_ROWS], identity, model, options,
+                                source, crs, CRS.from_epsg(city_crs), report)
+                if not report.rejected or options.skip_invalid:
+                    loader.write(frame)
+            if report.rejected and not options.skip_invalid:
+                report.status = "rejected"
+                report.seconds = time.perf_counter() - started
+                raise ImportRejected(report)
+            step("index", 1.0)
+        counts = loader.counts
         report.inserted, report.updated = counts.inserted, counts.updated
         report.unchanged, report.deleted = counts.unchanged, counts.deleted
         report.status = "completed"
