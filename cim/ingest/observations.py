@@ -42,7 +42,8 @@ def import_observations(engine: Engine, path: Path, *, source: str,
     reasons = np.full(len(frame), None, dtype=object)
     reasons[values.isna().to_numpy()] = "value is not a number"
     reasons[times.isna().to_numpy()] = "observed_at is not an ISO 8601 time"
-    naive = times.notna() & ~frame["observed_at"].astype(str).str.contains(r"(Z|[+-]\d\d:?\d\d)$")
+    offset = frame["observed_at"].astype(str).str.contains(r"(?:Z|[+-]\d\d:?\d\d)$")
+    naive = times.notna() & ~offset
     reasons[naive.to_numpy()] = "observed_at has no UTC offset (write e.g. +08:00)"
     frame = frame.assign(sensor_id=source + ":" + frame["sensor_id"],
                          observed_at=times,
@@ -74,6 +75,7 @@ def import_observations(engine: Engine, path: Path, *, source: str,
             f'INSERT INTO "{SCHEMA}".observations SELECT * FROM cim_obs '
             "ON CONFLICT (sensor_id, observed_at) DO NOTHING")).rowcount
         report.unchanged = len(good) - report.inserted
+        conn.execute(text(f'ANALYZE "{SCHEMA}".observations'))
         report.status = "completed"
         report.seconds = time.perf_counter() - started
         close_import(conn, report)
