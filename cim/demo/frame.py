@@ -12,10 +12,11 @@ import shapely
 from pyproj import Transformer
 from shapely.geometry import Polygon
 
+from cim.demo import DATA_DIR
+
 CRS = "EPSG:4547"
 """CGCS2000 / 3-degree Gauss-Kruger CM 114E: everything the generator writes is in it."""
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "wuhan"
 ROAD_NETWORK = "guanggu_road_network_mosstool.gpkg"  # real roads with ground elevations
 BUILDING_SAMPLE = "guanggu_osm_tilezen_sample.gpkg"  # real buildings near Optics Valley Square
 
@@ -73,7 +74,7 @@ class RealData:
     sample_roads: np.ndarray  # the sample's streets, on which generated streets end
 
 
-def load_real_data(data_dir: Path = DATA_DIR) -> RealData:
+def load_real_data(data_dir: Path = DATA_DIR / "wuhan") -> RealData:
     """The real data the district is joined to, from ``data/wuhan``, in :data:`CRS`."""
     to_metric = Transformer.from_crs("EPSG:4326", CRS, always_xy=True)
     roads = _read_network(data_dir / ROAD_NETWORK, to_metric)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import pyogrio
 from sqlalchemy import Engine
 
+from cim.demo import DATA_DIR
 from cim.ingest.dem import import_dem
 from cim.ingest.observations import import_observations
 from cim.ingest.pipeline import ImportOptions, import_file
@@ -24,7 +24,6 @@ from cim.settings import Settings
 
 log = logging.getLogger(__name__)
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 DEMO_SOURCE = "demo-optics-valley"
 ATTRIBUTION = "© OpenStreetMap contributors, ODbL 1.0 (https://www.openstreetmap.org/copyright)"
 
@@ -38,7 +37,6 @@ class RealPiece:
     layer: str
     source: str
     maps: tuple[str, ...] = ()
-    extra: dict = field(default_factory=dict)
 
 
 REAL_PIECES = (
