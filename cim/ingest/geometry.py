@@ -7,6 +7,8 @@ can reject rows without a Python loop over features.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import shapely
 from pyproj import CRS, Transformer
@@ -141,11 +143,17 @@ def coerce(geoms: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
     return out, rejected
 
 
+@lru_cache(maxsize=16)
+def _transformer(source: CRS, target: CRS) -> Transformer:
+    # Building a transformer costs tens of milliseconds: once per CRS pair, not per chunk.
+    return Transformer.from_crs(source, target, always_xy=True)
+
+
 def reproject(geoms: np.ndarray, source: CRS, target: CRS) -> np.ndarray:
     """Transform geometries (2D or 3D, mixed) between CRSs, always in lon/lat-east/north order."""
-    if source.equals(target):
+    if source.equals(target) or shapely.is_missing(geoms).all():
         return geoms
-    transformer = Transformer.from_crs(source, target, always_xy=True)
+    transformer = _transformer(source, target)
 
     def fn(coords: np.ndarray) -> np.ndarray:
         return np.column_stack(transformer.transform(*coords.T))
