@@ -45,6 +45,11 @@ def test_import_history_and_report(db_env, tmp_path):
     result = cim("history", "buildings", "cli:B0", "--json", env=db_env)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)[0]["height"] == 10.0
+    result = cim("history", "buildings", "cli:B0", "--at", "2000-01-01", env=db_env)
+    assert result.returncode == 4 and "at 2000-01-01" in result.stderr
+    result = cim("history", "buildings", "cli:B0", "--at", "2999-01-01T00:00:00+08:00",
+                 "--json", env=db_env)
+    assert result.returncode == 0 and len(json.loads(result.stdout)) == 1
     status = cim("db", "status", env=db_env)
     assert status.returncode == 0 and "buildings" in status.stderr
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -127,19 +128,29 @@ def history(
     ctx: typer.Context,
     layer: Annotated[str, typer.Argument(help=f"Layer: {LAYERS}.")],
     object_id: Annotated[str, typer.Argument(help="The object's stable id.")],
+    at: Annotated[datetime | None, typer.Option(
+        help="Show only the version that was current at this time (ISO 8601; UTC unless "
+        "an offset is given).", formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S",
+                                          "%Y-%m-%dT%H:%M:%S%z"])] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Every version of one object, oldest first."""
-    from cim.history import ObjectNotFound, versions
+    """Every version of one object, oldest first (or the one current at --at)."""
+    from cim.history import ObjectNotFound, read_object, versions
 
     engine = engine_for(ctx.obj)
     try:
         with engine.connect() as conn:
-            rows = versions(conn, layer, object_id)
+            if at is None:
+                rows = versions(conn, layer, object_id)
+            else:
+                when = at if at.tzinfo else at.replace(tzinfo=UTC)
+                found = read_object(conn, layer, object_id, when)
+                rows = [found] if found else []
     finally:
         engine.dispose()
     if not rows:
-        raise ObjectNotFound(f"{layer} has no object {object_id!r}")
+        when_text = f" at {at.isoformat()}" if at else ""
+        raise ObjectNotFound(f"{layer} has no object {object_id!r}{when_text}")
     skip = {"geom", "geom_3d", "attributes"}
     if as_json:
         typer.echo(json.dumps([{k: v for k, v in r.items() if k not in skip} for r in rows],

@@ -187,13 +187,7 @@ def sensors_layer(
     )
 
     underpass = structures[structures["kind"] == "underpass"]
-    ponding = _sensors(
-        shapely.line_interpolate_point(underpass.geometry.values, 0.5, normalized=True),
-        "water_level",
-        "m",
-        underpass["source_id"].to_numpy(),
-        (underpass["name"] + "积水监测").to_list(),
-    )
+    ponding = _midway(underpass, "water_level", "m", "积水监测")
 
     arterial = roads[roads["road_class"].isin(ARTERIAL) & ~roads["bridge"] & ~roads["tunnel"]]
     length = shapely.length(arterial.geometry.values)
@@ -205,22 +199,9 @@ def sensors_layer(
         )
     )
     counted = arterial.iloc[marks[marks < len(arterial)]]
-    traffic = _sensors(
-        shapely.line_interpolate_point(counted.geometry.values, 0.5, normalized=True),
-        "traffic_counter",
-        "veh/h",
-        counted["source_id"].to_numpy(),
-        (counted["name"] + "车流检测").to_list(),
-    )
-
+    traffic = _midway(counted, "traffic_counter", "veh/h", "车流检测")
     bridges = structures[structures["kind"] == "bridge"]
-    strain = _sensors(
-        shapely.line_interpolate_point(bridges.geometry.values, 0.5, normalized=True),
-        "bridge_monitor",
-        "με",
-        bridges["source_id"].to_numpy(),
-        (bridges["name"] + "健康监测").to_list(),
-    )
+    strain = _midway(bridges, "bridge_monitor", "με", "健康监测")
 
     layer = pd.concat([rain, lakes, ponding, traffic, strain], ignore_index=True)
     n = len(layer)
@@ -230,6 +211,17 @@ def sensors_layer(
     layer["status"] = np.where(first, "active", status)
     layer.insert(0, "source_id", ids("sn", n))
     return gpd.GeoDataFrame(layer, crs=CRS)
+
+
+def _midway(lines: gpd.GeoDataFrame, kind: str, unit: str, suffix: str) -> pd.DataFrame:
+    """One sensor halfway along each line, watching it and named after it."""
+    return _sensors(
+        shapely.line_interpolate_point(lines.geometry.values, 0.5, normalized=True),
+        kind,
+        unit,
+        lines["source_id"].to_numpy(),
+        (lines["name"] + suffix).to_list(),
+    )
 
 
 def _rain_gauges(
