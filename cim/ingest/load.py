@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, cast
 
 import pandas as pd
 import pyarrow as pa
@@ -24,7 +26,7 @@ from cim.schema.models import SCHEMA, CityObject
 BOOKKEEPING = ("vid", "valid_from", "valid_to", "import_id")
 COPY_BATCH_ROWS = 50_000
 BULK_ROWS = 20_000
-"""From this many rows on, foreign keys are checked once after the load, not per row."""
+"""Loading an empty table with this many rows, foreign keys are checked once afterwards."""
 CSV_OPTIONS = pacsv.WriteOptions(include_header=False, quoting_style="needed")
 
 
@@ -129,13 +131,20 @@ class Loader:
         self.counts: MergeCounts | None = None
         self._columns: list[str] = []
         self._copy: Copy | None = None
-        self._copy_context = None
+        self._copy_context: Any = None
 
     def __enter__(self) -> Loader:
         conn, model = self.conn, self.model
-        self._rebuild = [] if _exists(conn, model) else _drop_indexes(conn, model)
-        if self.expected_rows >= BULK_ROWS:
-            self._rebuild += _drop_foreign_keys(conn, model)
+        # Imports into one table take turns: each decides from what the table holds.
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:t))"),
+                     {"t": qualified(model)})
+        # Only an empty table is rebuilt around the load: dropping an index or constraint
+        # locks the table, and readers of a populated one must not wait for an import.
+        self._rebuild = []
+        if not _exists(conn, model):
+            self._rebuild = _drop_indexes(conn, model)
+            if self.expected_rows >= BULK_ROWS:
+                self._rebuild += _drop_foreign_keys(conn, model)
         self.staged = _exists(conn, model, "source = :source", source=self.source)
         return self
 
@@ -172,7 +181,8 @@ class Loader:
             self._copy.write(sink.getvalue())
         self.rows += len(frame)
 
-    def __exit__(self, kind, error, trace) -> None:
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
         if self._copy_context is not None:
             self._copy_context.__exit__(kind, error, trace)
         if error is not None:
@@ -204,5 +214,4 @@ def merge(conn: Connection, model: type[CityObject], frame: pd.DataFrame, import
     with Loader(conn, model, import_id, source=source, replace=replace,
                 expected_rows=len(frame)) as loader:
         loader.write(frame)
-    assert loader.counts is not None
-    return loader.counts
+    return cast(MergeCounts, loader.counts)
