@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -77,3 +79,36 @@ def test_no_database_is_a_clear_error(tmp_path):
                                       "CIM_DATABASE_URL": ""})
     assert result.returncode != 0
     assert "stopped" in result.stderr
+
+
+def test_embedded_database_lifecycle_from_the_cli():
+    folder = Path(tempfile.mkdtemp(prefix="cim-cli-"))
+    folder.chmod(0o755)
+    env = {"CIM_DATABASE_DATA_DIR": str(folder / "pgdata"), "CIM_DATABASE_URL": ""}
+    try:
+        started = cim("db", "start", env=env)
+        assert started.returncode == 0, started.stderr
+        assert "PostGIS 3." in started.stderr
+        assert cim("db", "upgrade", env=env).returncode == 0
+        status = cim("db", "status", env=env)
+        assert status.returncode == 0 and "running on port" in status.stderr
+        assert "revision 0001 (latest 0001)" in status.stderr
+        url = cim("db", "url", env=env).stdout.strip()
+        assert url.startswith("postgresql+psycopg://postgres@127.0.0.1:")
+        assert cim("db", "stop", env=env).returncode == 0
+        assert cim("db", "status", env=env).returncode == 1
+    finally:
+        cim("db", "stop", env=env)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_reset_needs_confirmation_then_empties_the_city(db_env, tmp_path):
+    path = write(buildings_4547(), tmp_path / "b.gpkg", "GPKG")
+    assert cim("import", str(path), "--layer", "buildings", "--id-field", "bid",
+               env=db_env).returncode == 0
+    refused = cim("db", "reset", env=db_env)
+    assert refused.returncode == 1 and "--yes" in refused.stderr
+    assert cim("history", "buildings", "b:B0", env=db_env).returncode == 0
+    done = cim("db", "reset", "--yes", env=db_env)
+    assert done.returncode == 0 and "empty city at schema revision 0001" in done.stderr
+    assert cim("history", "buildings", "b:B0", env=db_env).returncode == 4
