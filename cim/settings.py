@@ -8,6 +8,7 @@ time: call :func:`load_settings` where a process starts (the CLI, the app factor
 from __future__ import annotations
 
 import os
+import tomllib
 from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
@@ -15,10 +16,14 @@ from typing import Any, ClassVar
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
+
+
+class ConfigFileError(ValueError):
+    """The config file cannot be read."""
 
 
 def _config_file() -> Path:
@@ -39,15 +44,18 @@ class _Section(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        return init_settings, env_settings, InitSettingsSource(settings_cls, cls._file_section())
+
+    @classmethod
+    def _file_section(cls) -> dict[str, Any]:
         path = _config_file()
-        if path.is_file():
-            sources.append(
-                TomlConfigSettingsSource(
-                    settings_cls, toml_file=path, table_header=(cls.toml_section,)
-                )
-            )
-        return tuple(sources)
+        if not path.is_file():
+            return {}
+        try:
+            with path.open("rb") as f:
+                return tomllib.load(f).get(cls.toml_section, {})
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigFileError(f"{path} is not valid TOML: {exc}") from None
 
 
 class DatabaseSettings(_Section):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 from cim.db.errors import DatabaseError
 from cim.history import HistoryError, ObjectNotFound
 from cim.ingest.errors import ImportRejected, IngestError
+from cim.settings import ConfigFileError
 
 EXIT_CODES: dict[type[Exception], int] = {
     ImportRejected: 3,
@@ -12,6 +15,8 @@ EXIT_CODES: dict[type[Exception], int] = {
     ObjectNotFound: 4,
     HistoryError: 2,
     DatabaseError: 5,
+    ConfigFileError: 6,
+    ValidationError: 6,  # a setting with a wrong value
 }
 
 

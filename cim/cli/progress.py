@@ -8,7 +8,8 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-console = Console(stderr=True)
+# soft_wrap: messages stay on one line in logs and pipes, whatever the terminal width.
+console = Console(stderr=True, soft_wrap=True)
 
 
 @contextmanager
