@@ -186,3 +186,18 @@ def test_dem_becomes_a_registered_cog(engine, settings, tmp_path):
                        pytest.approx(float(data.max())))
     again = import_dem(engine, path, settings.storage.root)
     assert again.unchanged == 1 and again.inserted == 0
+
+
+def test_missing_measures_are_computed_in_the_city_crs_and_given_ones_kept(engine, tmp_path):
+    gdf = gpd.GeoDataFrame(
+        {"id": ["a", "b"], "kind": ["pond", "lake"], "area_m2": [None, 123.0]},
+        geometry=[box(X0, Y0, X0 + 100, Y0 + 50), box(X0 + 500, Y0, X0 + 510, Y0 + 10)],
+        crs="EPSG:4547")
+    import_file(engine, write(gdf, tmp_path / "w.gpkg", "GPKG"),
+                ImportOptions(layer="water_bodies", source="t"), city_crs=4547)
+    with engine.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT area_m2, attributes FROM cim.water_bodies ORDER BY id")).all()
+    assert rows[0][0] == pytest.approx(5000.0, rel=1e-6)
+    assert rows[1][0] == 123.0
+    assert rows[0][1] == {} and rows[1][1] == {}

@@ -82,6 +82,9 @@ NODE_KINDS = {v: v for v in ["manhole", "inlet", "outfall", "pumping_station", "
                              "storage"]} | {"pump": "pumping_station", "gully": "inlet"}
 
 NAME = Field("name", "str", ("name", "name:zh", "name_zh", "NAME", "名称"))
+# Given values are kept; missing ones are measured in the city's CRS on import.
+AREA = Field("area_m2", "float", ("area_m2", "shape_area"), 0, 1e11)
+LENGTH = Field("length_m", "float", ("length_m", "shape_length"), 0, 1e7)
 
 
 def _spec(table: str, geometry: str, *fields: Field, **required: str) -> LayerSpec:
@@ -119,6 +122,7 @@ SPECS: dict[str, LayerSpec] = {
                   vocabulary=WATER_KINDS),
             Field("normal_level", "float", ("normal_level",), -500, 9000),
             Field("warning_level", "float", ("warning_level",), -500, 9000),
+            AREA,
             kind="lake",
         ),
         _spec(
@@ -150,6 +154,7 @@ SPECS: dict[str, LayerSpec] = {
                   ("downstream_invert", "ds_invert", "out_offset"), -500, 9000),
             Field("roughness", "float", ("roughness", "manning_n", "n"), 0.005, 0.1),
             Field("material", "str", ("material",)),
+            LENGTH,
             Field("from_node", "str", ("from_node", "us_node", "inlet_node")),
             Field("to_node", "str", ("to_node", "ds_node", "outlet_node")),
             shape="circular",
@@ -158,6 +163,7 @@ SPECS: dict[str, LayerSpec] = {
             "catchments", "polygon",
             Field("outlet_node", "str", ("outlet_node", "outlet")),
             Field("impervious_fraction", "float", ("impervious_fraction", "imperv"), 0, 1),
+            AREA,
         ),
         _spec(
             "roads", "line",
@@ -180,6 +186,7 @@ SPECS: dict[str, LayerSpec] = {
             Field("clearance_m", "float", ("clearance_m", "maxheight", "clearance"), 0, 100),
             Field("deck_elevation", "float", ("deck_elevation",), -500, 9000),
             Field("low_point_elevation", "float", ("low_point_elevation",), -500, 9000),
+            LENGTH,
             kind="bridge",
         ),
         _spec(

@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str, float], None]
 WGS84 = CRS.from_epsg(SRID)
 CHUNK_ROWS = 50_000
-# Measures the schema keeps in metres, computed in the city's projected CRS.
+# Measures the schema keeps in metres: missing ones are computed in the city's projected CRS.
 AREA_COLUMNS = ("area_m2",)
 LENGTH_COLUMNS = ("length_m",)
 
@@ -174,16 +174,16 @@ def _attributes(frame: pd.DataFrame, unclaimed: list[str]) -> list[str]:
     ]
 
 
-def _measure(geoms: np.ndarray, city_crs: CRS, columns: pd.Index, out: pd.DataFrame) -> None:
-    """Areas and lengths in the city's metric CRS, for the columns the table has."""
-    wanted = [c for c in (*AREA_COLUMNS, *LENGTH_COLUMNS) if c in columns]
+def _measure(geoms: np.ndarray, city_crs: CRS, out: pd.DataFrame) -> None:
+    """Fill missing areas and lengths, measured in the city's metric CRS."""
+    wanted = [c for c in (*AREA_COLUMNS, *LENGTH_COLUMNS)
+              if c in out.columns and out[c].isna().any()]
     if not wanted:
         return
     metric = geo.reproject(shapely.force_2d(geoms), WGS84, city_crs)
     for column in wanted:
         values = shapely.area(metric) if column in AREA_COLUMNS else shapely.length(metric)
-        given = out.get(column)
-        out[column] = values if given is None else given.fillna(pd.Series(values, index=out.index))
+        out[column] = out[column].fillna(pd.Series(values, index=out.index))
 
 
 @dataclass(frozen=True)
@@ -279,7 +279,7 @@ def prepare(gdf: gpd.GeoDataFrame, identity: Identity, model: type[CityObject],
     out["provenance"] = options.provenance.value
     out["cim_level"] = options.cim_level or _cim_level(model, raw_3d[ok])
     out["attributes"] = _attributes(frame[ok], unclaimed)
-    _measure(geoms[ok], city_crs, model.__table__.columns.keys(), out)
+    _measure(geoms[ok], city_crs, out)
     out["geom"] = geo.hex_ewkb(geoms[ok])
     out["geom_3d"] = geo.hex_ewkb(raw_3d[ok])
     return out
