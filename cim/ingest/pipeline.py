@@ -156,9 +156,10 @@ def _map_fields(frame: pd.DataFrame, spec: LayerSpec, maps: list[str], rows: _Ro
                 dtype=object))
         out[f.name] = values
     for column, default in spec.required.items():
-        filled = convert(next(f for f in spec.fields if f.name == column),
-                         pd.Series([default] * len(out), index=out.index, dtype=object))
-        out[column] = out[column].where(out[column].notna(), filled) if column in out else filled
+        # Convert the default once, then fill: not once per row.
+        value = convert(next(f for f in spec.fields if f.name == column),
+                        pd.Series([default], dtype=object)).iloc[0]
+        out[column] = out[column].fillna(value)
     return out
 
 
