@@ -140,6 +140,8 @@ def test_skip_invalid_loads_the_rest_and_reports(city, tmp_path):
         (ImportOptions(layer="buildings", maps=["height=nope"]), "has no field 'nope'"),
         (ImportOptions(layer="buildings", id_field="nope"), "--id-field 'nope'"),
         (ImportOptions(layer="buildings", crs="EPSG:999999"), "unknown CRS"),
+        (ImportOptions(layer="buildings", gcj02=True),
+         "--gcj02 needs longitude/latitude input, not EPSG:4547"),
     ],
 )
 def test_bad_options(city, tmp_path, options, message):

@@ -24,7 +24,7 @@ from sqlalchemy import Engine
 
 from cim.ingest import geometry as geo
 from cim.ingest.crs import crs_label, resolve_crs
-from cim.ingest.errors import ImportRejected, MappingError, ReaderError
+from cim.ingest.errors import CrsError, ImportRejected, MappingError, ReaderError
 from cim.ingest.fields import (
     ID_ALIASES,
     REFERENCE_COLUMNS,
@@ -323,7 +323,12 @@ def import_file(
         report.warnings.append(f"skipped {count} input objects: {kind}")
     if n == 0:
         raise ReaderError(f"{path.name} holds no features")
-    crs, notes = resolve_crs(gdf.crs, options.crs or ("4326" if options.gcj02 else None))
+    given = options.crs
+    if options.gcj02 and given is None and gdf.crs is None:
+        given = "4326"  # GCJ-02 data seldom declares a CRS: it is longitude/latitude
+    crs, notes = resolve_crs(gdf.crs, given)
+    if options.gcj02 and not crs.is_geographic:
+        raise CrsError(f"--gcj02 needs longitude/latitude input, not {crs_label(crs)}")
     report.warnings += notes
     report.input_crs = "GCJ-02" if options.gcj02 else crs_label(crs)
     identity = identify(gdf, options.id_field, report)
