@@ -78,19 +78,25 @@ def _checked(model: type[CityObject], column: str, shape: BaseGeometry) -> BaseG
     return geoms[0]
 
 
+def _close(conn: Connection, model: type[CityObject], object_id: str) -> int:
+    """Close the object's current version (valid_to = now()); returns its ``vid``."""
+    closed = conn.execute(
+        text(f"UPDATE {qualified(model)} SET valid_to = now() "
+             "WHERE id = :id AND valid_to IS NULL RETURNING vid"),
+        {"id": object_id},
+    ).scalar()
+    if closed is None:
+        raise ObjectNotFound(f"{model.__tablename__} has no current object {object_id!r}")
+    return int(closed)
+
+
 def update_object(conn: Connection, layer: str, object_id: str,
                   changes: dict[str, Any]) -> int:
     """Write a new version of an object with ``changes``; returns the new version's ``vid``."""
     model = model_for(layer)
     values = _values(model, changes)
     table = qualified(model)
-    closed = conn.execute(
-        text(f"UPDATE {table} SET valid_to = now() WHERE id = :id AND valid_to IS NULL "
-             "RETURNING vid"),
-        {"id": object_id},
-    ).scalar()
-    if closed is None:
-        raise ObjectNotFound(f"{layer} has no current object {object_id!r}")
+    closed = _close(conn, model, object_id)
     columns = content_columns(model)
     selected = [f":v_{c}" if c in values else f'o."{c}"' for c in columns]
     params = {f"v_{k}": v for k, v in values.items()}
@@ -112,14 +118,7 @@ def _bind(model: type[CityObject], column: str) -> BindParameter:
 
 def delete_object(conn: Connection, layer: str, object_id: str) -> None:
     """Terminate an object: its last version stays, closed at now()."""
-    model = model_for(layer)
-    closed = conn.execute(
-        text(f"UPDATE {qualified(model)} SET valid_to = now() "
-             "WHERE id = :id AND valid_to IS NULL RETURNING vid"),
-        {"id": object_id},
-    ).scalar()
-    if closed is None:
-        raise ObjectNotFound(f"{layer} has no current object {object_id!r}")
+    _close(conn, model_for(layer), object_id)
 
 
 def read_object(conn: Connection, layer: str, object_id: str,
