@@ -67,10 +67,9 @@ def check_and_repair(
         wrong = ~missing & ~_of_family(types, family) & ~collection
         for type_id in np.unique(types[wrong]):
             rows = wrong & (types == type_id)
-            rejected[rows] = (
-                f"expected {FAMILY_NAMES[family]} geometry, got "
-                f"{shapely.GeometryType(type_id).name.title().replace('string', 'String')}"
-            )
+            # The OGC name (MultiLineString...), as GEOS reports it for that type.
+            name = geoms[rows][0].geom_type
+            rejected[rows] = f"expected {FAMILY_NAMES[family]} geometry, got {name}"
 
     invalid = ~missing & (rejected == None) & ~shapely.is_valid(geoms)  # noqa: E711
     if invalid.any():
