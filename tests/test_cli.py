@@ -56,6 +56,22 @@ def test_import_history_and_report(db_env, tmp_path):
     assert status.returncode == 0 and "buildings" in status.stderr
 
 
+def test_check_validates_without_a_database(tmp_path):
+    gdf = buildings_4547()
+    gdf.loc[2, "HEIGHT"] = 2000
+    path = write(gdf, tmp_path / "b.gpkg", "GPKG")
+    no_db = {"CIM_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}
+    result = cim("import", str(path), "--layer", "buildings", "--check", "--id-field", "bid",
+                 "--report", str(tmp_path / "r.json"), env=no_db)
+    assert result.returncode == 3
+    assert "rejected row 2 (id B2): height 2000.0 outside 0.5..1000" in result.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["status"] == "rejected"
+    clean = write(buildings_4547(), tmp_path / "ok.gpkg", "GPKG")
+    result = cim("import", str(clean), "--layer", "buildings", "--check", "--id-field", "bid",
+                 env=no_db)
+    assert result.returncode == 0 and "5 read, 0 repaired, 0 rejected" in result.stderr
+
+
 def test_bad_input_exits_non_zero_with_a_message(db_env, tmp_path):
     path = zipped_shapefile(buildings_4547(), tmp_path, with_prj=False)
     result = cim("import", str(path), "--layer", "buildings", env=db_env)

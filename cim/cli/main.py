@@ -87,10 +87,26 @@ def import_command(
         help="The file is the whole source: terminate its objects missing from it.")] = False,
     report_file: Annotated[Path | None, typer.Option(
         "--report", help="Write the full validation report (JSON) here.")] = None,
+    check: Annotated[bool, typer.Option(
+        "--check", help="Only validate and report; the database is not touched.")] = False,
 ) -> None:
     """Import a file into a layer, validated, versioned and all or nothing."""
     settings: Settings = ctx.obj
     provenance = Provenance.synthetic if synthetic else Provenance.real
+    from cim.ingest.pipeline import ImportOptions, check_file, import_file
+
+    options = ImportOptions(
+        layer=layer, crs=crs, maps=map_ or [], source=source, id_field=id_field,
+        source_layer=source_layer, gcj02=gcj02, provenance=provenance,
+        skip_invalid=skip_invalid, replace=replace,
+    )
+    if check:
+        with progress_bar(f"check {file.name}") as step:
+            report = check_file(file, options, city_crs=settings.city.crs, progress=step)
+        print_report(report, report_file)
+        if report.rejected:
+            raise typer.Exit(3)
+        return
     engine = engine_for(settings)
     try:
         with progress_bar(f"import {file.name}") as step:
@@ -106,13 +122,6 @@ def import_command(
                     engine, file, source=source or file.name.split(".")[0],
                     provenance=provenance, skip_invalid=skip_invalid)
             else:
-                from cim.ingest.pipeline import ImportOptions, import_file
-
-                options = ImportOptions(
-                    layer=layer, crs=crs, maps=map_ or [], source=source, id_field=id_field,
-                    source_layer=source_layer, gcj02=gcj02, provenance=provenance,
-                    skip_invalid=skip_invalid, replace=replace,
-                )
                 report = import_file(engine, file, options, city_crs=settings.city.crs,
                                      progress=step)
     except ImportRejected as exc:

@@ -11,7 +11,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -293,17 +293,19 @@ def _cim_level(model: type[CityObject], geoms_3d: np.ndarray) -> np.ndarray | in
     return model.cim_level_default
 
 
-def import_file(
-    engine: Engine,
-    path: Path,
-    options: ImportOptions,
-    *,
-    city_crs: int,
-    progress: Progress | None = None,
-) -> ImportReport:
-    """Import one file into one layer, all or nothing; returns the report (raises on error)."""
-    started = time.perf_counter()
-    step = progress or (lambda stage, fraction: None)
+@dataclass(frozen=True)
+class _Input:
+    """A file read and understood: its rows, CRS and ids, ready to check in chunks."""
+
+    model: type[CityObject]
+    source: str
+    gdf: gpd.GeoDataFrame
+    crs: CRS
+    identity: Identity
+
+
+def _read_input(path: Path, options: ImportOptions,
+                step: Progress) -> tuple[_Input, ImportReport]:
     fmt = detect_format(path)
     model = CITY_CLASSES.get(options.layer)
     if model is None or options.layer == "dems":
@@ -318,10 +320,10 @@ def import_file(
 
     step("read", 0.0)
     gdf = read_features(path, fmt, options).reset_index(drop=True)
-    report.features_read = n = len(gdf)
+    report.features_read = len(gdf)
     for kind, count in gdf.attrs.get("skipped", {}).items():
         report.warnings.append(f"skipped {count} input objects: {kind}")
-    if n == 0:
+    if len(gdf) == 0:
         raise ReaderError(f"{path.name} holds no features")
     given = options.crs
     if options.gcj02 and given is None and gdf.crs is None:
@@ -332,6 +334,45 @@ def import_file(
     report.warnings += notes
     report.input_crs = "GCJ-02" if options.gcj02 else crs_label(crs)
     identity = identify(gdf, options.id_field, report)
+    return _Input(model, source, gdf, crs, identity), report
+
+
+def _chunks(data: _Input, options: ImportOptions, city_crs: int, report: ImportReport,
+            step: Progress) -> Iterator[pd.DataFrame]:
+    """Checked chunks of the input, in file order; findings go to ``report``."""
+    n = len(data.gdf)
+    for start in range(0, n, CHUNK_ROWS):
+        step("validate and load", start / n)
+        yield prepare(data.gdf.iloc[start:start + CHUNK_ROWS], data.identity, data.model,
+                      options, data.source, data.crs, CRS.from_epsg(city_crs), report)
+
+
+def check_file(path: Path, options: ImportOptions, *, city_crs: int,
+               progress: Progress | None = None) -> ImportReport:
+    """Validate a file as an import would, touching no database (``cim import --check``)."""
+    started = time.perf_counter()
+    step = progress or (lambda stage, fraction: None)
+    data, report = _read_input(path, options, step)
+    for _ in _chunks(data, options, city_crs, report, step):
+        pass
+    report.status = "rejected" if report.rejected else "checked"
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def import_file(
+    engine: Engine,
+    path: Path,
+    options: ImportOptions,
+    *,
+    city_crs: int,
+    progress: Progress | None = None,
+) -> ImportReport:
+    """Import one file into one layer, all or nothing; returns the report (raises on error)."""
+    started = time.perf_counter()
+    step = progress or (lambda stage, fraction: None)
+    data, report = _read_input(path, options, step)
+    model, source, n = data.model, data.source, len(data.gdf)
 
     with engine.begin() as conn:
         report.import_id = open_import(conn, report, options.provenance)
@@ -339,10 +380,7 @@ def import_file(
                     expected_rows=n) as loader:
             # Check chunk k+1 while PostgreSQL parses chunk k; a strict import that meets a
             # rejection stops loading but checks on, so its report is complete.
-            for start in range(0, n, CHUNK_ROWS):
-                step("validate and load", start / n)
-                frame = prepare(gdf.iloc[start:start + CHUNK_ROWS], identity, model, options,
-                                source, crs, CRS.from_epsg(city_crs), report)
+            for frame in _chunks(data, options, city_crs, report, step):
                 if not report.rejected or options.skip_invalid:
                     loader.write(frame)
             if report.rejected and not options.skip_invalid:

@@ -41,14 +41,12 @@ class ImportReport(BaseModel):
         return self.inserted + self.updated
 
     def summary(self) -> str:
-        parts = [
-            f"{self.features_read} read",
-            f"{self.inserted} new",
-            f"{self.updated} updated",
-            f"{self.unchanged} unchanged",
-        ]
-        if self.deleted:
-            parts.append(f"{self.deleted} deleted")
+        parts = [f"{self.features_read} read"]
+        if self.import_id is not None:  # something was stored
+            parts += [f"{self.inserted} new", f"{self.updated} updated",
+                      f"{self.unchanged} unchanged"]
+            if self.deleted:
+                parts.append(f"{self.deleted} deleted")
         parts += [f"{len(self.repaired)} repaired", f"{len(self.rejected)} rejected"]
         if self.estimated_heights:
             parts.append(f"{self.estimated_heights} heights estimated")
