@@ -78,6 +78,11 @@ WATER_KINDS = {v: v for v in ["lake", "reservoir", "pond", "river", "canal", "ba
     "stream": "river",
 }
 WATERWAY_KINDS = {v: v for v in ["river", "canal", "stream", "drain", "ditch"]}
+ADMIN_LEVELS = {v: v for v in ["province", "city", "district", "subdistrict",
+                                "community_grid"]} | {
+    # OpenStreetMap admin_level as used in China.
+    "4": "province", "5": "city", "6": "district", "8": "subdistrict", "10": "community_grid",
+}
 NODE_KINDS = {v: v for v in ["manhole", "inlet", "outfall", "pumping_station", "junction",
                              "storage"]} | {"pump": "pumping_station", "gully": "inlet"}
 
@@ -216,7 +221,7 @@ SPECS: dict[str, LayerSpec] = {
         ),
         _spec(
             "admin_units", "polygon",
-            Field("level", "str", ("level", "admin_level", "osm_type")),
+            Field("level", "str", ("level", "admin_level"), vocabulary=ADMIN_LEVELS),
             Field("code", "str", ("code", "adcode")),
             Field("parent_code", "str", ("parent_code",)),
             level="city",

@@ -132,8 +132,9 @@ class Building(CityObject):
     geometry_kind = "MULTIPOLYGON"
     cim_level_default = 2
 
-    height: Mapped[float] = mapped_column(comment="Top of the building above its base, m.")
-    min_height: Mapped[float] = mapped_column(server_default="0", comment="Base above ground, m.")
+    height: Mapped[float] = mapped_column(comment="Top of the building above the ground, m.")
+    min_height: Mapped[float] = mapped_column(
+        server_default="0", comment="Bottom above the ground, m (building parts, overhangs).")
     height_estimated: Mapped[bool] = mapped_column(Boolean, server_default="false")
     floors: Mapped[int | None]
     use: Mapped[str | None]

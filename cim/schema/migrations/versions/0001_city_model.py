@@ -317,14 +317,14 @@ def upgrade() -> None:
     op.create_geospatial_table(
         "buildings",
         sa.Column(
-            "height", sa.Double(), nullable=False, comment="Top of the building above its base, m."
+            "height", sa.Double(), nullable=False, comment="Top of the building above the ground, m."
         ),
         sa.Column(
             "min_height",
             sa.Double(),
             server_default="0",
             nullable=False,
-            comment="Base above ground, m.",
+            comment="Bottom above the ground, m (building parts, overhangs).",
         ),
         sa.Column("height_estimated", sa.Boolean(), server_default="false", nullable=False),
         sa.Column("floors", sa.Integer(), nullable=True),
