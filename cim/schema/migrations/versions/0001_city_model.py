@@ -317,7 +317,10 @@ def upgrade() -> None:
     op.create_geospatial_table(
         "buildings",
         sa.Column(
-            "height", sa.Double(), nullable=False, comment="Top of the building above the ground, m."
+            "height",
+            sa.Double(),
+            nullable=False,
+            comment="Top of the building above the ground, m.",
         ),
         sa.Column(
             "min_height",
