@@ -1,4 +1,4 @@
-"""The FastAPI application factory: composes each capability's routes (more land with them).
+"""The FastAPI application factory: composes each capability's routes.
 
 No configuration is read at import time: ``create_app(settings)`` builds an app from the
 settings it is given, so tests can build several apps in one process.
@@ -6,10 +6,12 @@ settings it is given, so tests can build several apps in one process.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import text
@@ -19,6 +21,25 @@ from cim.db.errors import DatabaseError
 from cim.demo.load import ATTRIBUTION
 from cim.schema.migrate import current_revision, head_revision
 from cim.settings import Settings, load_settings
+from layers.api import InvalidParameter, NotFound, features_router, ogc_exception
+from layers.catalog import load_catalog, missing_in_database
+
+log = logging.getLogger(__name__)
+
+# One table from exception to HTTP status and OGC exception code; messages are user-safe.
+ERRORS: dict[type[Exception], tuple[int, str]] = {
+    InvalidParameter: (400, "InvalidParameterValue"),
+    RequestValidationError: (400, "InvalidParameterValue"),
+    NotFound: (404, "NotFound"),
+    DatabaseError: (503, "ServiceUnavailable"),
+}
+
+
+def _message(exc: Exception) -> str:
+    if isinstance(exc, RequestValidationError):
+        return "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}"
+                         for e in exc.errors())
+    return str(exc)
 
 
 class Link(BaseModel):
@@ -42,10 +63,17 @@ class Readiness(BaseModel):
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
+    catalog = load_catalog()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.engine = make_engine(settings.database, pool_pre_ping=True)
+        try:
+            with app.state.engine.connect() as conn:
+                for problem in missing_in_database(conn, catalog):
+                    log.error("layer catalog: %s (run `cim db upgrade`?)", problem)
+        except Exception as exc:  # /ready reports an absent database
+            log.error("database not reachable at start-up: %s", exc)
         yield
         app.state.engine.dispose()
 
@@ -56,9 +84,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
 
-    @app.exception_handler(DatabaseError)
-    async def _database_error(request: Request, exc: DatabaseError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=503)
+    for error, (status, code) in ERRORS.items():
+        def handler(request: Request, exc: Exception, status: int = status,
+                    code: str = code) -> JSONResponse:
+            return ogc_exception(code, _message(exc), status)
+
+        app.add_exception_handler(error, handler)
+    app.include_router(features_router(catalog, settings.features))
 
     @app.get("/", response_model=Landing, summary="Landing page")
     def landing(request: Request) -> Landing:
@@ -69,6 +101,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             attribution=ATTRIBUTION,
             links=[
                 Link(href=f"{base}/openapi.json", rel="service-desc", title="OpenAPI document"),
+                Link(href=f"{base}/conformance", rel="conformance", title="Conformance"),
+                Link(href=f"{base}/collections", rel="data", title="Feature collections"),
                 Link(href=f"{base}/docs", rel="service-doc", title="API documentation"),
                 Link(href=f"{base}/ready", rel="status", title="Readiness"),
             ],

@@ -11,7 +11,7 @@ import os
 import tomllib
 from functools import cached_property
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
@@ -131,6 +131,25 @@ class ServerSettings(_Section):
     port: int = 8000
 
 
+class FeaturesSettings(_Section):
+    """The OGC API - Features endpoints."""
+
+    model_config = SettingsConfigDict(env_prefix="CIM_FEATURES_", extra="ignore")
+    toml_section: ClassVar[str] = "features"
+
+    default_limit: int = Field(default=10, ge=1)
+    max_limit: int = Field(default=10_000, ge=1)
+    anonymous_clearance: Literal["public", "internal", "restricted"] = Field(
+        default="public", description="Highest classification served without a key.")
+
+    @field_validator("max_limit")
+    @classmethod
+    def _above_default(cls, value: int, info: Any) -> int:
+        if value < info.data.get("default_limit", 1):
+            raise ValueError("max_limit must not be below default_limit")
+        return value
+
+
 class Settings:
     """All sections together; built by :func:`load_settings`."""
 
@@ -158,6 +177,10 @@ class Settings:
     @cached_property
     def server(self) -> ServerSettings:
         return self._section("server", ServerSettings)
+
+    @cached_property
+    def features(self) -> FeaturesSettings:
+        return self._section("features", FeaturesSettings)
 
 
 def load_settings(**sections: Any) -> Settings:

@@ -1,0 +1,218 @@
+"""OGC API - Features (Part 1 Core, GeoJSON) over the layer catalog.
+
+(No postponed annotations here: FastAPI resolves the route closures' dependencies at
+definition time.)
+
+``features_router(catalog, settings)`` returns the routes; ``cim.app.create_app`` mounts them.
+Only the layers the anonymous clearance allows exist for these routes: a hidden layer is a 404
+like a missing one. Item pages come as GeoJSON text built by PostgreSQL
+(see :mod:`layers.features`), wrapped here with links and counts.
+"""
+
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import Engine
+
+from cim.settings import FeaturesSettings
+from layers.catalog import Catalog
+from layers.features import ItemsQuery, TimeFilter, estimated_extent, read_feature, read_page
+from layers.model import Classification, LayerDefinition
+
+GEOJSON = "application/geo+json"
+CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+CONFORMANCE = [
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
+]
+
+
+class InvalidParameter(ValueError):
+    """A query parameter the client must correct (HTTP 400)."""
+
+
+class NotFound(LookupError):
+    """No such collection or feature, or not for this client (HTTP 404)."""
+
+
+def ogc_exception(code: str, description: str, status: int) -> JSONResponse:
+    return JSONResponse({"code": code, "description": description}, status_code=status)
+
+
+def parse_bbox(value: str | None) -> tuple[float, float, float, float] | None:
+    if value is None:
+        return None
+    try:
+        numbers = [float(v) for v in value.split(",")]
+    except ValueError:
+        raise InvalidParameter(f"bbox {value!r}: four (or six) numbers expected") from None
+    if len(numbers) == 6:
+        numbers = [numbers[0], numbers[1], numbers[3], numbers[4]]
+    if len(numbers) != 4 or any(n != n or abs(n) == float("inf") for n in numbers):
+        raise InvalidParameter(f"bbox {value!r}: four (or six) finite numbers expected")
+    xmin, ymin, xmax, ymax = numbers
+    if not (-90 <= ymin <= ymax <= 90):
+        raise InvalidParameter(f"bbox {value!r}: latitudes must be -90 <= ymin <= ymax <= 90")
+    if xmin > xmax:
+        raise InvalidParameter(f"bbox {value!r}: bboxes crossing the antimeridian are not "
+                               "supported")
+    return xmin, ymin, xmax, ymax
+
+
+def _instant(text: str) -> datetime | None:
+    if text in ("", ".."):
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidParameter(f"datetime {text!r} is not RFC 3339") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def parse_datetime(value: str | None) -> TimeFilter | None:
+    """An instant reads the city as it was then; an interval returns every version in it."""
+    if value is None:
+        return None
+    if "/" not in value:
+        moment = _instant(value)
+        if moment is None:
+            raise InvalidParameter("datetime: an instant cannot be open ('..')")
+        return TimeFilter(moment, moment, instant=True)
+    start_text, _, end_text = value.partition("/")
+    start, end = _instant(start_text), _instant(end_text)
+    if start and end and start > end:
+        raise InvalidParameter(f"datetime {value!r}: the interval ends before it starts")
+    return TimeFilter(start, end)
+
+
+def _link(href: str, rel: str, kind: str, title: str = "") -> dict[str, str]:
+    link = {"href": href, "rel": rel, "type": kind}
+    if title:
+        link["title"] = title
+    return link
+
+
+def features_router(catalog: Catalog, settings: FeaturesSettings) -> APIRouter:
+    router = APIRouter(tags=["OGC API - Features"])
+    visible = catalog.visible_to(Classification(settings.anonymous_clearance))
+    layers = {layer.id: layer for layer in visible}
+
+    def engine(request: Request) -> Engine:
+        return request.app.state.engine
+
+    def layer_for(collectionId: str) -> LayerDefinition:  # named as in the OGC spec
+        layer = layers.get(collectionId)
+        if layer is None:
+            raise NotFound(f"no collection {collectionId!r}")
+        return layer
+
+    def describe(layer: LayerDefinition, base: str, db: Engine) -> dict[str, Any]:
+        with db.connect() as conn:
+            bbox = estimated_extent(conn, layer)
+        here = f"{base}/collections/{layer.id}"
+        body: dict[str, Any] = {
+            "id": layer.id, "title": layer.title, "description": layer.description,
+            "itemType": "feature", "crs": [CRS84],
+            "links": [_link(here, "self", "application/json"),
+                      _link(f"{here}/items", "items", GEOJSON, "Items")],
+        }
+        if bbox is not None:
+            body["extent"] = {"spatial": {"bbox": [bbox], "crs": CRS84}}
+        if layer.attribution:
+            body["attribution"] = layer.attribution
+        return body
+
+    @router.get("/conformance", summary="Conformance classes")
+    def conformance() -> dict[str, list[str]]:
+        return {"conformsTo": CONFORMANCE}
+
+    @router.get("/collections", summary="Feature collections")
+    def collections(request: Request, db: Annotated[Engine, Depends(engine)]) -> JSONResponse:
+        base = str(request.base_url).rstrip("/")
+        return JSONResponse({
+            "links": [_link(f"{base}/collections", "self", "application/json")],
+            "collections": [describe(layer, base, db) for layer in visible],
+        })
+
+    @router.get("/collections/{collectionId}", summary="One feature collection")
+    def collection(request: Request, layer: Annotated[LayerDefinition, Depends(layer_for)],
+                   db: Annotated[Engine, Depends(engine)]) -> JSONResponse:
+        return JSONResponse(describe(layer, str(request.base_url).rstrip("/"), db))
+
+    @router.get("/collections/{collectionId}/items", summary="Features of a collection",
+                response_class=Response, responses={200: {"content": {GEOJSON: {}}}})
+    def items(
+        request: Request,
+        layer: Annotated[LayerDefinition, Depends(layer_for)],
+        db: Annotated[Engine, Depends(engine)],
+        bbox: Annotated[str | None, Query(
+            description="minx,miny,maxx,maxy in CRS84", examples=["114.39,30.50,114.41,30.52"]
+        )] = None,
+        datetime_: Annotated[str | None, Query(
+            alias="datetime", description="An instant (the city as it was then) or an "
+            "interval start/end ('..' open): every version valid in it.")] = None,
+        limit: Annotated[int | None, Query(ge=1, description="Page size; capped.")] = None,
+        offset: Annotated[int, Query(ge=0, description="Features to skip.")] = 0,
+        properties: Annotated[str | None, Query(
+            description="Comma-separated property names to return.")] = None,
+    ) -> Response:
+        wanted = None
+        if properties is not None:
+            wanted = [p for p in properties.split(",") if p]
+            known = {p.name for p in layer.properties}
+            unknown = sorted(set(wanted) - known)
+            if unknown:
+                raise InvalidParameter(f"unknown properties {', '.join(unknown)}; "
+                                       f"{layer.id} has {', '.join(sorted(known))}")
+        size = min(limit or settings.default_limit, settings.max_limit)
+        query = ItemsQuery(bbox=parse_bbox(bbox), time=parse_datetime(datetime_),
+                           properties=wanted, limit=size, offset=offset)
+        with db.connect() as conn:
+            page = read_page(conn, layer, query)
+        url = request.url
+        links = [_link(str(url), "self", GEOJSON)]
+        if page.has_more:
+            links.append(_link(str(url.include_query_params(offset=offset + size, limit=size)),
+                               "next", GEOJSON, "Next page"))
+        if offset > 0:
+            links.append(_link(str(url.include_query_params(offset=max(0, offset - size),
+                                                              limit=size)),
+                               "prev", GEOJSON, "Previous page"))
+        # The features array is PostgreSQL's JSON text, spliced in as it is.
+        body = (
+            '{"type":"FeatureCollection","features":' + page.features_json
+            + ',"numberReturned":' + str(page.number_returned)
+            + ',"timeStamp":' + json.dumps(datetime.now(UTC).isoformat(timespec="seconds"))
+            + ',"links":' + json.dumps(links) + "}"
+        )
+        return Response(body, media_type=GEOJSON)
+
+    @router.get("/collections/{collectionId}/items/{featureId}", summary="One feature",
+                response_class=Response, responses={200: {"content": {GEOJSON: {}}}})
+    def item(
+        request: Request,
+        featureId: str,  # named as in the OGC spec
+        layer: Annotated[LayerDefinition, Depends(layer_for)],
+        db: Annotated[Engine, Depends(engine)],
+        datetime_: Annotated[str | None, Query(
+            alias="datetime", description="An instant: the feature as it was then.")] = None,
+    ) -> Response:
+        time = parse_datetime(datetime_)
+        if time is not None and not time.instant:
+            raise InvalidParameter("datetime on a single feature must be an instant")
+        with db.connect() as conn:
+            feature = read_feature(conn, layer, featureId, time)
+        if feature is None:
+            raise NotFound(f"{layer.id} has no feature {featureId!r}")
+        here = str(request.url.remove_query_params("datetime"))
+        links = [_link(here, "self", GEOJSON),
+                 _link(here.rsplit("/items/", 1)[0], "collection", "application/json")]
+        body = feature[:-1] + ',"links":' + json.dumps(links) + "}"
+        return Response(body, media_type=GEOJSON)
+
+    return router

@@ -1,0 +1,142 @@
+"""Feature queries over catalog layers, answered as GeoJSON built by PostgreSQL.
+
+PostgreSQL assembles each page's features as JSON text, so Python never parses or
+re-serialises a geometry. Identifiers come from validated catalog definitions and are
+quoted; every value is a bound parameter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Connection, text
+
+from layers.model import LayerDefinition
+
+GEOJSON_PRECISION = 7  # decimal degrees: about 1 cm
+
+
+@dataclass(frozen=True)
+class TimeFilter:
+    """An instant (``start == end``), an interval, or None for the current city."""
+
+    start: datetime | None
+    end: datetime | None
+    instant: bool = False
+
+
+@dataclass(frozen=True)
+class ItemsQuery:
+    bbox: tuple[float, float, float, float] | None = None
+    time: TimeFilter | None = None
+    properties: list[str] | None = None
+    limit: int = 10
+    offset: int = 0
+    ids: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Page:
+    features_json: str
+    number_returned: int
+    has_more: bool
+
+
+def _q(identifier: str) -> str:
+    return f'"{identifier}"'
+
+
+def _relation(layer: LayerDefinition) -> str:
+    return f"{_q(layer.source.schema_)}.{_q(layer.source.relation)}"
+
+
+def _conditions(layer: LayerDefinition, query: ItemsQuery) -> tuple[list[str], dict]:
+    where: list[str] = []
+    params: dict = {}
+    for i, (column, value) in enumerate(layer.source.where.items()):
+        where.append(f"t.{_q(column)} = :w{i}")
+        params[f"w{i}"] = value
+    if layer.source.versioned:
+        time = query.time
+        if time is None:
+            where.append("t.valid_to IS NULL")
+        elif time.instant:
+            where.append("t.valid_from <= :at AND (t.valid_to IS NULL OR t.valid_to > :at)")
+            params["at"] = time.start
+        else:
+            if time.end is not None:
+                where.append("t.valid_from <= :t_end")
+                params["t_end"] = time.end
+            if time.start is not None:
+                where.append("(t.valid_to IS NULL OR t.valid_to > :t_start)")
+                params["t_start"] = time.start
+    if query.bbox is not None:
+        geometry = _q(layer.source.geometry)
+        where.append(f"t.{geometry} && ST_MakeEnvelope(:xmin, :ymin, :xmax, :ymax, 4326)"
+                     f" AND ST_Intersects(t.{geometry}, "
+                     "ST_MakeEnvelope(:xmin, :ymin, :xmax, :ymax, 4326))")
+        params.update(zip(("xmin", "ymin", "xmax", "ymax"), query.bbox, strict=True))
+    if query.ids:
+        where.append(f"t.{_q(layer.source.id_column)} = ANY(:ids)")
+        params["ids"] = query.ids
+    return where or ["TRUE"], params
+
+
+def _feature_sql(layer: LayerDefinition, properties: list[str] | None) -> str:
+    exposed = [p for p in layer.properties if properties is None or p.name in properties]
+    props = ", ".join(f"'{p.name}', t.{_q(p.source_column)}" for p in exposed)
+    id_column = _q(layer.source.id_column)
+    # A versioned layer read over an interval may return several versions of one object.
+    extra = ", 'valid_from', t.valid_from, 'valid_to', t.valid_to" \
+        if layer.source.versioned else ""
+    return (
+        "json_build_object('type', 'Feature', 'id', t." + id_column + ", "
+        f"'geometry', ST_AsGeoJSON(t.{_q(layer.source.geometry)}, {GEOJSON_PRECISION})::json, "
+        f"'properties', json_build_object({props}{extra}))"
+    )
+
+
+def read_page(conn: Connection, layer: LayerDefinition, query: ItemsQuery) -> Page:
+    """One page of features, in id order, and whether another page follows (no count)."""
+    where, params = _conditions(layer, query)
+    order = f"t.{_q(layer.source.id_column)}"
+    if layer.source.versioned:
+        order += ", t.valid_from"
+    sql = (
+        "SELECT coalesce(json_agg(f.feature ORDER BY f.n) FILTER (WHERE f.n <= :limit), "
+        "'[]')::text, count(*) FILTER (WHERE f.n <= :limit), count(*) > :limit FROM ("
+        f"SELECT {_feature_sql(layer, query.properties)} AS feature, "
+        f"row_number() OVER () AS n FROM (SELECT * FROM {_relation(layer)} t "
+        f"WHERE {' AND '.join(where)} ORDER BY {order} LIMIT :limit + 1 OFFSET :offset) t"
+        ") f"
+    )
+    params.update(limit=query.limit, offset=query.offset)
+    features, returned, more = conn.execute(text(sql), params).one()
+    return Page(features, int(returned), bool(more))
+
+
+def read_feature(conn: Connection, layer: LayerDefinition, feature_id: str,
+                 time: TimeFilter | None = None) -> str | None:
+    """One feature as GeoJSON text (the version current at ``time``), or None."""
+    where, params = _conditions(layer, ItemsQuery(time=time, ids=[feature_id]))
+    sql = (f"SELECT ({_feature_sql(layer, None)})::text FROM {_relation(layer)} t "
+           f"WHERE {' AND '.join(where)} ORDER BY t.{_q(layer.source.id_column)} LIMIT 1")
+    return conn.execute(text(sql), params).scalar()
+
+
+def estimated_extent(conn: Connection, layer: LayerDefinition) -> list[float] | None:
+    """The layer's bbox from planner statistics (cheap at any size); None when unknown."""
+    if layer.source.where:
+        return None
+    try:
+        with conn.begin_nested():
+            box = conn.execute(
+                text("SELECT ST_XMin(b), ST_YMin(b), ST_XMax(b), ST_YMax(b) FROM "
+                     "ST_EstimatedExtent(:schema, :table, :column) b"),
+                {"schema": layer.source.schema_, "table": layer.source.relation,
+                 "column": layer.source.geometry},
+            ).one()
+    except Exception:  # no statistics yet, or a view: no extent to offer
+        return None
+    return None if box[0] is None else [float(v) for v in box]
