@@ -21,8 +21,11 @@ from cim.db.errors import DatabaseError
 from cim.demo.load import ATTRIBUTION
 from cim.schema.migrate import current_revision, head_revision
 from cim.settings import Settings, load_settings
-from layers.api import InvalidParameter, NotFound, features_router, ogc_exception
+from layers.api import features_router
 from layers.catalog import load_catalog, missing_in_database
+from layers.errors import InvalidParameter, NotFound, ogc_exception
+from layers.model import Classification
+from tiles.api import tiles_router
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +93,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return ogc_exception(code, _message(exc), status)
 
         app.add_exception_handler(error, handler)
-    app.include_router(features_router(catalog, settings.features))
+    visible = catalog.visible_to(Classification(settings.access.anonymous_clearance))
+    app.include_router(features_router(visible, settings.features))
+    app.include_router(tiles_router(visible, settings.city.name))
 
     @app.get("/", response_model=Landing, summary="Landing page")
     def landing(request: Request) -> Landing:

@@ -139,8 +139,6 @@ class FeaturesSettings(_Section):
 
     default_limit: int = Field(default=10, ge=1)
     max_limit: int = Field(default=10_000, ge=1)
-    anonymous_clearance: Literal["public", "internal", "restricted"] = Field(
-        default="public", description="Highest classification served without a key.")
 
     @field_validator("max_limit")
     @classmethod
@@ -148,6 +146,16 @@ class FeaturesSettings(_Section):
         if value < info.data.get("default_limit", 1):
             raise ValueError("max_limit must not be below default_limit")
         return value
+
+
+class AccessSettings(_Section):
+    """Who sees what: the graded classification of layers (public, internal, restricted)."""
+
+    model_config = SettingsConfigDict(env_prefix="CIM_ACCESS_", extra="ignore")
+    toml_section: ClassVar[str] = "access"
+
+    anonymous_clearance: Literal["public", "internal", "restricted"] = Field(
+        default="public", description="Highest classification served without a key.")
 
 
 class Settings:
@@ -181,6 +189,10 @@ class Settings:
     @cached_property
     def features(self) -> FeaturesSettings:
         return self._section("features", FeaturesSettings)
+
+    @cached_property
+    def access(self) -> AccessSettings:
+        return self._section("access", AccessSettings)
 
 
 def load_settings(**sections: Any) -> Settings:

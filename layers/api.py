@@ -1,14 +1,13 @@
 """OGC API - Features (Part 1 Core, GeoJSON) over the layer catalog.
 
+``features_router(layers, settings)`` returns the routes; ``cim.app.create_app`` mounts them
+with the layers the reader's clearance allows: a hidden layer is a 404 like a missing one.
+Item pages come as GeoJSON text built by PostgreSQL (see :mod:`layers.features`), wrapped
+here with links and counts.
+
 (No postponed annotations here: FastAPI resolves the route closures' dependencies at
 definition time.)
-
-``features_router(catalog, settings)`` returns the routes; ``cim.app.create_app`` mounts them.
-Only the layers the anonymous clearance allows exist for these routes: a hidden layer is a 404
-like a missing one. Item pages come as GeoJSON text built by PostgreSQL
-(see :mod:`layers.features`), wrapped here with links and counts.
 """
-
 
 import json
 from datetime import UTC, datetime
@@ -19,9 +18,9 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import Engine
 
 from cim.settings import FeaturesSettings
-from layers.catalog import Catalog
+from layers.errors import InvalidParameter, NotFound
 from layers.features import ItemsQuery, TimeFilter, estimated_extent, read_feature, read_page
-from layers.model import Classification, LayerDefinition
+from layers.model import LayerDefinition
 
 GEOJSON = "application/geo+json"
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
@@ -30,18 +29,6 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
 ]
-
-
-class InvalidParameter(ValueError):
-    """A query parameter the client must correct (HTTP 400)."""
-
-
-class NotFound(LookupError):
-    """No such collection or feature, or not for this client (HTTP 404)."""
-
-
-def ogc_exception(code: str, description: str, status: int) -> JSONResponse:
-    return JSONResponse({"code": code, "description": description}, status_code=status)
 
 
 def parse_bbox(value: str | None) -> tuple[float, float, float, float] | None:
@@ -97,9 +84,9 @@ def _link(href: str, rel: str, kind: str, title: str = "") -> dict[str, str]:
     return link
 
 
-def features_router(catalog: Catalog, settings: FeaturesSettings) -> APIRouter:
+def features_router(visible: list[LayerDefinition], settings: FeaturesSettings) -> APIRouter:
+    """Routes over the layers this reader may see (anything else is a 404)."""
     router = APIRouter(tags=["OGC API - Features"])
-    visible = catalog.visible_to(Classification(settings.anonymous_clearance))
     layers = {layer.id: layer for layer in visible}
 
     def engine(request: Request) -> Engine:

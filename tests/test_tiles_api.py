@@ -1,0 +1,96 @@
+"""Vector tiles over the catalog: the right layers, properties by zoom, grid errors, TileJSON."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import mapbox_vector_tile
+import morecantile
+import pytest
+from fastapi.testclient import TestClient
+from pyproj import Transformer
+from shapely.geometry import LineString, box
+
+from cim.app import create_app
+from cim.ingest.pipeline import ImportOptions, import_file
+from tests.test_import_formats import X0, Y0, write
+
+WEB_MERCATOR = morecantile.tms.get("WebMercatorQuad")
+LON, LAT = Transformer.from_crs(4547, 4326, always_xy=True).transform(X0 + 50, Y0 + 10)
+
+
+@pytest.fixture
+def client(engine, settings, tmp_path):
+    buildings = gpd.GeoDataFrame(
+        {"bid": ["B0", "B1"], "height": [12.0, 30.0], "usage": ["office", "school"],
+         "name": ["East", "West"]},
+        geometry=[box(X0, Y0, X0 + 20, Y0 + 15), box(X0 + 60, Y0, X0 + 80, Y0 + 15)],
+        crs="EPSG:4547")
+    import_file(engine, write(buildings, tmp_path / "b.gpkg", "GPKG"),
+                ImportOptions(layer="buildings", id_field="bid", source="t"), city_crs=4547)
+    pipes = gpd.GeoDataFrame({"id": ["p1"], "diameter": [0.6]},
+                             geometry=[LineString([(X0, Y0), (X0 + 80, Y0)])], crs="EPSG:4547")
+    import_file(engine, write(pipes, tmp_path / "p.gpkg", "GPKG"),
+                ImportOptions(layer="drainage_pipes", source="t"), city_crs=4547)
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def decode(client, url: str) -> dict:
+    response = client.get(url)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/vnd.mapbox-vector-tile"
+    return mapbox_vector_tile.decode(response.content)
+
+
+def tile_url(z: int, collection: str | None = None) -> str:
+    t = WEB_MERCATOR.tile(LON, LAT, z)
+    prefix = f"/collections/{collection}" if collection else ""
+    return f"{prefix}/tiles/WebMercatorQuad/{z}/{t.x}/{t.y}"
+
+
+def test_base_map_tile_has_public_layers_with_properties_by_zoom(client):
+    at16 = decode(client, tile_url(16))
+    assert set(at16) == {"buildings"}  # drainage pipes are internal: not in public tiles
+    props = {f["properties"]["id"]: f["properties"] for f in at16["buildings"]["features"]}
+    assert (props["t:B1"]["height"], props["t:B1"]["use"]) == (30.0, "education")
+    assert props["t:B0"]["name"] == "East"  # names from zoom 15 on
+    at14 = decode(client, tile_url(14))
+    assert "name" not in at14["buildings"]["features"][0]["properties"]
+    assert at14["buildings"]["features"][0]["properties"]["height"] in (12.0, 30.0)
+
+
+def test_zoom_range_and_empty_tiles(client):
+    assert client.get(tile_url(12)).status_code == 204  # buildings start at zoom 13
+    assert client.get("/tiles/WebMercatorQuad/16/0/0").status_code == 204
+
+
+def test_collection_tiles(client):
+    only = decode(client, tile_url(16, "buildings"))
+    assert set(only) == {"buildings"} and len(only["buildings"]["features"]) == 2
+    assert client.get(tile_url(16, "drainage_pipes")).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("url", "status"),
+    [
+        ("/tiles/WebMercatorQuad/2/4/0", 404),
+        ("/tiles/WebMercatorQuad/2/0/4", 404),
+        ("/tiles/CGCS2000Quad/2/0/0", 404),
+        ("/tiles/WebMercatorQuad/99/0/0", 400),
+        ("/tiles/WebMercatorQuad/2/-1/0", 400),
+        ("/tiles/WebMercatorQuad/a/0/0", 400),
+    ],
+)
+def test_tiles_outside_the_grid(client, url, status):
+    response = client.get(url)
+    assert response.status_code == status
+    assert response.json()["code"] in ("NotFound", "InvalidParameterValue")
+
+
+def test_tilejson(client):
+    doc = client.get("/tiles/WebMercatorQuad/tilejson.json").json()
+    assert doc["tilejson"] == "3.0.0"
+    assert doc["tiles"][0].endswith("/tiles/WebMercatorQuad/{z}/{x}/{y}")
+    ids = [layer["id"] for layer in doc["vector_layers"]]
+    assert "buildings" in ids and "drainage_pipes" not in ids
+    assert "OpenStreetMap" in doc["attribution"]
