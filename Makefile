@@ -11,7 +11,7 @@ up:
 	$(CIM) serve
 
 test:
-	scripts/bootstrap.sh
+	scripts/bootstrap.sh --with-gdal
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
 
 bench:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what the platform needs on this machine: PostgreSQL + PostGIS (Debian packages,
-# when missing and we are root), GDAL's command-line tools for the benchmarks (optional),
-# and a virtual environment with the Python dependencies.
+# when missing and we are root), GDAL's command-line tools (the tests and benchmarks read
+# the APIs with them; `--with-gdal`), and a virtual environment with the Python dependencies.
 # Usage: scripts/bootstrap.sh [--with-gdal]
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import httpx
+import morecantile
 import pytest
 from fastapi.testclient import TestClient
 from shapely.geometry import LineString, box
@@ -175,3 +177,27 @@ def test_owslib_reads_the_api(server):
     within = api.collection_items("buildings", bbox=[114.0, 30.0, 115.0, 31.0], limit=100)
     assert within["numberReturned"] == N_BUILDINGS
     assert api.collection_item("buildings", "t:B07")["properties"]["height"] == 17.0
+
+
+def gdal(*args: str) -> str:
+    if shutil.which("ogrinfo") is None:
+        pytest.fail("ogrinfo not found: `make test` installs gdal-bin (Debian) when run as root")
+    result = subprocess.run(["ogrinfo", "-ro", *args], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_gdal_reads_collections_items_and_tiles(server, tmp_path):
+    listing = gdal("-q", f"OAPIF:{server}")
+    assert "buildings" in listing and "drainage_pipes" not in listing
+    summary = gdal("-so", "-al", f"OAPIF:{server}", "buildings", "-spat", "114.0", "30.0",
+                   "115.0", "31.0")
+    assert f"Feature Count: {N_BUILDINGS}" in summary
+    lon, lat = 114.402, 30.4901  # the first buildings
+    tile = morecantile.tms.get("WebMercatorQuad").tile(lon, lat, 14)
+    path = tmp_path / "tile.pbf"
+    path.write_bytes(httpx.get(f"{server}/tiles/WebMercatorQuad/14/{tile.x}/{tile.y}").content)
+    mvt = gdal("-al", "-so", "-oo", "Z=14", "-oo", f"X={tile.x}", "-oo", f"Y={tile.y}",
+               f"MVT:{path}")
+    assert "Layer name: buildings" in mvt
