@@ -23,6 +23,7 @@ from layers.features import ItemsQuery, TimeFilter, estimated_extent, read_featu
 from layers.model import LayerDefinition
 
 GEOJSON = "application/geo+json"
+MAX_OFFSET = 2**31 - 1
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
@@ -144,7 +145,7 @@ def features_router(visible: list[LayerDefinition], settings: FeaturesSettings) 
             alias="datetime", description="An instant (the city as it was then) or an "
             "interval start/end ('..' open): every version valid in it.")] = None,
         limit: Annotated[int | None, Query(ge=1, description="Page size; capped.")] = None,
-        offset: Annotated[int, Query(ge=0, description="Features to skip.")] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Features to skip.")] = 0,
         properties: Annotated[str | None, Query(
             description="Comma-separated property names to return.")] = None,
     ) -> Response:
@@ -192,8 +193,10 @@ def features_router(visible: list[LayerDefinition], settings: FeaturesSettings) 
         time = parse_datetime(datetime_)
         if time is not None and not time.instant:
             raise InvalidParameter("datetime on a single feature must be an instant")
-        with db.connect() as conn:
-            feature = read_feature(conn, layer, featureId, time)
+        feature = None
+        if "\x00" not in featureId:  # PostgreSQL text cannot hold NUL: no such id exists
+            with db.connect() as conn:
+                feature = read_feature(conn, layer, featureId, time)
         if feature is None:
             raise NotFound(f"{layer.id} has no feature {featureId!r}")
         here = str(request.url.remove_query_params("datetime"))

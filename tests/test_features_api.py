@@ -133,6 +133,12 @@ def test_bad_parameters_are_400_with_an_ogc_body(client, params, message):
 def test_unknown_things_are_404(client):
     assert client.get("/collections/castles").json()["code"] == "NotFound"
     assert client.get("/collections/buildings/items/t:nope").status_code == 404
+    assert client.get("/collections/buildings/items/t%00B01").status_code == 404
+
+
+def test_huge_offsets_are_refused_not_crashed(client):
+    response = client.get("/collections/buildings/items", params={"offset": str(10**30)})
+    assert response.status_code == 400 and "offset" in response.json()["description"]
 
 
 def _free_port() -> int:
