@@ -37,15 +37,6 @@ class Catalog:
     def __iter__(self) -> Iterator[LayerDefinition]:
         return iter(self._layers.values())
 
-    def __len__(self) -> int:
-        return len(self._layers)
-
-    def __contains__(self, layer_id: object) -> bool:
-        return layer_id in self._layers
-
-    def get(self, layer_id: str) -> LayerDefinition | None:
-        return self._layers.get(layer_id)
-
     def visible_to(self, clearance: Classification) -> list[LayerDefinition]:
         """The layers a reader with this clearance may know exist."""
         rank = CLEARANCE_ORDER.index(clearance)
