@@ -94,3 +94,22 @@ def test_tilejson(client):
     ids = [layer["id"] for layer in doc["vector_layers"]]
     assert "buildings" in ids and "drainage_pipes" not in ids
     assert "OpenStreetMap" in doc["attribution"]
+
+
+def test_maplibre_style_covers_the_public_catalog(client):
+    style = client.get("/styles/default").json()
+    assert style["version"] == 8
+    assert style["sources"]["cim"]["url"].endswith("/tiles/WebMercatorQuad/tilejson.json")
+    by_id = {layer["id"]: layer for layer in style["layers"]}
+    assert "drainage_pipes" not in by_id and by_id["background"]["type"] == "background"
+    buildings = by_id["buildings"]
+    assert (buildings["type"], buildings["source-layer"]) == ("fill-extrusion", "buildings")
+    colour = buildings["paint"]["fill-extrusion-color"]
+    assert colour[0] == "match" and "residential" in colour
+    assert buildings["paint"]["fill-extrusion-height"] == ["to-number", ["get", "height"], 0]
+    assert by_id["roads"]["paint"]["line-width"] > 0
+    # every style layer draws a source layer the tiles really carry
+    tilejson = client.get("/tiles/WebMercatorQuad/tilejson.json").json()
+    carried = {layer["id"] for layer in tilejson["vector_layers"]}
+    assert {layer["source-layer"] for layer in style["layers"] if "source-layer" in layer} \
+        == carried

@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from layers.errors import NotFound
 from layers.model import MAX_ZOOM, LayerDefinition
 from tiles.mvt import render_tile
+from tiles.style import style_document
 
 MVT = "application/vnd.mapbox-vector-tile"
 TILE_MATRIX_SETS = ("WebMercatorQuad",)
@@ -91,5 +92,11 @@ def tiles_router(visible: list[LayerDefinition], name: str) -> APIRouter:
             ],
         }
         return JSONResponse(body)
+
+    @router.get("/styles/default", summary="MapLibre style of the whole catalog")
+    def style(request: Request) -> JSONResponse:
+        base = str(request.base_url).rstrip("/")
+        tilejson_url = f"{base}/tiles/{TILE_MATRIX_SETS[0]}/tilejson.json"
+        return JSONResponse(style_document(visible, f"{name} base map", tilejson_url))
 
     return router
