@@ -21,6 +21,7 @@ from cim.settings import FeaturesSettings
 from layers.errors import InvalidParameter, NotFound
 from layers.features import ItemsQuery, TimeFilter, estimated_extent, read_feature, read_page
 from layers.model import LayerDefinition
+from layers.responses import cached
 
 GEOJSON = "application/geo+json"
 MAX_OFFSET = 2**31 - 1
@@ -178,7 +179,7 @@ def features_router(visible: list[LayerDefinition], settings: FeaturesSettings) 
             + ',"timeStamp":' + json.dumps(datetime.now(UTC).isoformat(timespec="seconds"))
             + ',"links":' + json.dumps(links) + "}"
         )
-        return Response(body, media_type=GEOJSON)
+        return cached(request, body, GEOJSON)
 
     @router.get("/collections/{collectionId}/items/{featureId}", summary="One feature",
                 response_class=Response, responses={200: {"content": {GEOJSON: {}}}})
@@ -203,6 +204,6 @@ def features_router(visible: list[LayerDefinition], settings: FeaturesSettings) 
         links = [_link(here, "self", GEOJSON),
                  _link(here.rsplit("/items/", 1)[0], "collection", "application/json")]
         body = feature[:-1] + ',"links":' + json.dumps(links) + "}"
-        return Response(body, media_type=GEOJSON)
+        return cached(request, body, GEOJSON)
 
     return router

@@ -11,6 +11,7 @@ from pyproj import Transformer
 from shapely.geometry import LineString, box
 
 from cim.app import create_app
+from cim.history import update_object
 from cim.ingest.pipeline import ImportOptions, import_file
 from tests.test_import_formats import X0, Y0, write
 
@@ -113,3 +114,18 @@ def test_maplibre_style_covers_the_public_catalog(client):
     carried = {layer["id"] for layer in tilejson["vector_layers"]}
     assert {layer["source-layer"] for layer in style["layers"] if "source-layer" in layer} \
         == carried
+
+
+def test_tiles_and_items_revalidate_with_etags(client, engine):
+    first = client.get(tile_url(16))
+    etag = first.headers["etag"]
+    assert "max-age" in first.headers["cache-control"]
+    again = client.get(tile_url(16), headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b""
+    item = client.get("/collections/buildings/items/t:B0")
+    assert client.get("/collections/buildings/items/t:B0",
+                      headers={"If-None-Match": item.headers["etag"]}).status_code == 304
+    with engine.begin() as conn:
+        update_object(conn, "buildings", "t:B0", {"height": 50.0})
+    changed = client.get(tile_url(16), headers={"If-None-Match": etag})
+    assert changed.status_code == 200 and changed.headers["etag"] != etag

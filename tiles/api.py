@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 
 from layers.errors import NotFound
 from layers.model import MAX_ZOOM, LayerDefinition
+from layers.responses import cached
 from tiles.mvt import render_tile
 from tiles.style import style_document
 
@@ -43,8 +44,8 @@ def tiles_router(visible: list[LayerDefinition], name: str) -> APIRouter:
             raise NotFound(f"no collection {collectionId!r}")
         return layer
 
-    def tile(db: Engine, chosen: list[LayerDefinition], tms: morecantile.TileMatrixSet,
-             z: int, x: int, y: int) -> Response:
+    def tile(request: Request, db: Engine, chosen: list[LayerDefinition],
+             tms: morecantile.TileMatrixSet, z: int, x: int, y: int) -> Response:
         matrix = tms.matrix(z)
         if not (0 <= x < matrix.matrixWidth and 0 <= y < matrix.matrixHeight):
             raise NotFound(f"tile {z}/{x}/{y} lies outside the {tms.id} matrix")
@@ -52,24 +53,26 @@ def tiles_router(visible: list[LayerDefinition], name: str) -> APIRouter:
             data = render_tile(conn, chosen, tms, z, x, y)
         if not data:
             return Response(status_code=204)
-        return Response(data, media_type=MVT)
+        return cached(request, data, MVT)
 
     Zoom = Annotated[int, Path(ge=0, le=MAX_ZOOM)]
     Index = Annotated[int, Path(ge=0)]
 
     @router.get("/tiles/{tileMatrixSetId}/{z}/{x}/{y}", summary="Base map tile: every layer",
                 response_class=Response, responses={200: {"content": {MVT: {}}}})
-    def base_tile(tms: Annotated[morecantile.TileMatrixSet, Depends(grid)], z: Zoom,
-                  x: Index, y: Index, db: Annotated[Engine, Depends(engine)]) -> Response:
-        return tile(db, visible, tms, z, x, y)
+    def base_tile(request: Request, tms: Annotated[morecantile.TileMatrixSet, Depends(grid)],
+                  z: Zoom, x: Index, y: Index,
+                  db: Annotated[Engine, Depends(engine)]) -> Response:
+        return tile(request, db, visible, tms, z, x, y)
 
     @router.get("/collections/{collectionId}/tiles/{tileMatrixSetId}/{z}/{x}/{y}",
                 summary="Tile of one collection", response_class=Response,
                 responses={200: {"content": {MVT: {}}}})
-    def collection_tile(layer: Annotated[LayerDefinition, Depends(layer_for)],
+    def collection_tile(request: Request,
+                        layer: Annotated[LayerDefinition, Depends(layer_for)],
                         tms: Annotated[morecantile.TileMatrixSet, Depends(grid)], z: Zoom,
                         x: Index, y: Index, db: Annotated[Engine, Depends(engine)]) -> Response:
-        return tile(db, [layer], tms, z, x, y)
+        return tile(request, db, [layer], tms, z, x, y)
 
     @router.get("/tiles/{tileMatrixSetId}/tilejson.json", summary="TileJSON 3.0 of the base map")
     def tilejson(request: Request,
