@@ -12,11 +12,14 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import geopandas as gpd
 import pytest
+from shapely.geometry import LineString
 from sqlalchemy import Engine, text
 
 from cim.db.cluster import Cluster
 from cim.db.engine import ensure_database, make_engine
+from cim.ingest.pipeline import ImportOptions, import_file
 from cim.schema.migrate import upgrade
 from cim.schema.models import SCHEMA, Base
 from cim.settings import CitySettings, DatabaseSettings, Settings, StorageSettings
@@ -76,3 +79,15 @@ def snapshot(engine: Engine) -> dict[str, str]:
                 f'FROM "{SCHEMA}"."{table.name}" t'
             ))
     return digests
+
+
+@pytest.fixture
+def internal_pipe(engine: Engine, tmp_path: Path) -> str:
+    """One drainage pipe: a layer classified internal, hidden from anonymous readers."""
+    x, y = 538_500.0, 3_374_500.0
+    pipes = gpd.GeoDataFrame({"id": ["p1"], "diameter": [0.6]},
+                             geometry=[LineString([(x, y), (x + 80, y)])], crs="EPSG:4547")
+    path = tmp_path / "pipes.gpkg"
+    pipes.to_file(path, driver="GPKG")
+    import_file(engine, path, ImportOptions(layer="drainage_pipes", source="t"), city_crs=4547)
+    return "t:p1"

@@ -16,7 +16,7 @@ import httpx
 import morecantile
 import pytest
 from fastapi.testclient import TestClient
-from shapely.geometry import LineString, box
+from shapely.geometry import box
 
 from cim.app import create_app
 from cim.history import update_object
@@ -27,7 +27,7 @@ N_BUILDINGS = 25
 
 
 @pytest.fixture
-def city(engine, tmp_path):
+def city(engine, tmp_path, internal_pipe):
     buildings = gpd.GeoDataFrame(
         {"bid": [f"B{i:02d}" for i in range(N_BUILDINGS)],
          "height": [10.0 + i for i in range(N_BUILDINGS)],
@@ -36,10 +36,6 @@ def city(engine, tmp_path):
         crs="EPSG:4547")
     import_file(engine, write(buildings, tmp_path / "b.gpkg", "GPKG"),
                 ImportOptions(layer="buildings", id_field="bid", source="t"), city_crs=4547)
-    pipes = gpd.GeoDataFrame({"id": ["p1"], "diameter": [0.6]},
-                             geometry=[LineString([(X0, Y0), (X0 + 50, Y0)])], crs="EPSG:4547")
-    import_file(engine, write(pipes, tmp_path / "p.gpkg", "GPKG"),
-                ImportOptions(layer="drainage_pipes", source="t"), city_crs=4547)
     return engine
 
 

@@ -8,7 +8,7 @@ import morecantile
 import pytest
 from fastapi.testclient import TestClient
 from pyproj import Transformer
-from shapely.geometry import LineString, box
+from shapely.geometry import box
 
 from cim.app import create_app
 from cim.history import update_object
@@ -20,7 +20,7 @@ LON, LAT = Transformer.from_crs(4547, 4326, always_xy=True).transform(X0 + 50, Y
 
 
 @pytest.fixture
-def client(engine, settings, tmp_path):
+def client(engine, settings, tmp_path, internal_pipe):
     buildings = gpd.GeoDataFrame(
         {"bid": ["B0", "B1"], "height": [12.0, 30.0], "usage": ["office", "school"],
          "name": ["East", "West"]},
@@ -28,10 +28,6 @@ def client(engine, settings, tmp_path):
         crs="EPSG:4547")
     import_file(engine, write(buildings, tmp_path / "b.gpkg", "GPKG"),
                 ImportOptions(layer="buildings", id_field="bid", source="t"), city_crs=4547)
-    pipes = gpd.GeoDataFrame({"id": ["p1"], "diameter": [0.6]},
-                             geometry=[LineString([(X0, Y0), (X0 + 80, Y0)])], crs="EPSG:4547")
-    import_file(engine, write(pipes, tmp_path / "p.gpkg", "GPKG"),
-                ImportOptions(layer="drainage_pipes", source="t"), city_crs=4547)
     with TestClient(create_app(settings)) as client:
         yield client
 
