@@ -40,13 +40,16 @@ CIM = str(Path(sys.executable).parent / "cim")
 
 def run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
     """Wall seconds and peak resident memory (MiB) of one child process."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{cmd[0]} failed: {proc.stderr.read().decode()[-2000:]}")
+    # stderr to a file, not a pipe: a chatty child must not block on a full pipe.
+    with tempfile.TemporaryFile() as errors:
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})},
+                                stdout=subprocess.DEVNULL, stderr=errors)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - started
+        if os.waitstatus_to_exitcode(status) != 0:
+            errors.seek(0)
+            raise SystemExit(f"{cmd[0]} failed: {errors.read().decode()[-2000:]}")
     return seconds, usage.ru_maxrss / 1024
 
 

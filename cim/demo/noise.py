@@ -9,6 +9,19 @@ def _smoothstep(t: np.ndarray) -> np.ndarray:
     return t * t * (3.0 - 2.0 * t)
 
 
+def separable_bilinear(z: np.ndarray, ix: np.ndarray, wx: np.ndarray, iy: np.ndarray,
+                       wy: np.ndarray) -> np.ndarray:
+    """Bilinear values of lattice ``z`` on the grid rows ``iy`` x columns ``ix`` (with their
+    weights), one axis at a time and in float32: DEM-sized grids are tens of millions of
+    cells."""
+    wx, wy = wx.astype(np.float32), wy.astype(np.float32)[:, None]
+    z = z.astype(np.float32)
+    rows = z[:, ix] * (1 - wx) + z[:, ix + 1] * wx
+    out = rows[iy] * (1 - wy)
+    out += rows[iy + 1] * wy
+    return out
+
+
 class NoiseField:
     """Random values on a square lattice, smoothly interpolated between lattice points.
 
@@ -63,10 +76,4 @@ class NoiseField:
         ny, nx = self.lattice.shape
         ix, sx = self._axis(np.asarray(xs) - self.centre[0], self.origin[0], nx)
         iy, sy = self._axis(np.asarray(ys) - self.centre[1], self.origin[1], ny)
-        # float32 from here: DEM-sized grids are tens of millions of cells.
-        sx, sy = sx.astype(np.float32), sy.astype(np.float32)[:, None]
-        lat = self.lattice.astype(np.float32)
-        rows = lat[:, ix] * (1 - sx) + lat[:, ix + 1] * sx
-        out = rows[iy] * (1 - sy)
-        out += rows[iy + 1] * sy
-        return out
+        return separable_bilinear(self.lattice, ix, sx, iy, sy)

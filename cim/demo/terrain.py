@@ -21,7 +21,7 @@ from rasterio.features import rasterize
 from shapely.geometry import LineString
 
 from cim.demo.frame import CRS, RealRoads
-from cim.demo.noise import NoiseField
+from cim.demo.noise import NoiseField, separable_bilinear
 
 NODATA = -9999.0
 MEAN_GROUND = 39.0  # the real roads' median elevation
@@ -59,12 +59,7 @@ class Surface:
         """Bilinear resampling onto a DEM grid, separably and in float32."""
         ix, wx = self._weights(grid.xs, self.xs)
         iy, wy = self._weights(grid.ys, self.ys)
-        wx, wy = wx.astype(np.float32), wy.astype(np.float32)[:, None]
-        z = self.z.astype(np.float32)
-        rows = z[:, ix] * (1 - wx) + z[:, ix + 1] * wx
-        out = rows[iy] * (1 - wy)
-        out += rows[iy + 1] * wy
-        return out
+        return separable_bilinear(self.z, ix, wx, iy, wy)
 
 
 def fit_surface(
