@@ -23,6 +23,7 @@ from cim.schema.migrate import current_revision, head_revision
 from cim.settings import Settings, load_settings
 from layers.api import features_router
 from layers.catalog import load_catalog, missing_in_database
+from layers.crs import supported_crs
 from layers.errors import InvalidParameter, NotFound, ogc_exception
 from layers.model import Classification
 from tiles.api import tiles_router
@@ -94,7 +95,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         app.add_exception_handler(error, handler)
     visible = catalog.visible_to(Classification(settings.access.anonymous_clearance))
-    app.include_router(features_router(visible, settings.features))
+    app.include_router(features_router(visible, settings.features,
+                                       supported_crs(settings.city.crs)))
     app.include_router(tiles_router(visible, settings.city.name))
 
     @app.get("/", response_model=Landing, summary="Landing page")

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import Engine
 
 from cim.settings import FeaturesSettings
+from layers.crs import CRS84, Crs, bounds_in_crs84, resolve
 from layers.errors import InvalidParameter, NotFound
 from layers.features import ItemsQuery, TimeFilter, estimated_extent, read_feature, read_page
 from layers.model import LayerDefinition
@@ -25,15 +26,16 @@ from layers.responses import cached
 
 GEOJSON = "application/geo+json"
 MAX_OFFSET = 2**31 - 1
-CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
+    "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/crs",
 ]
 
 
-def parse_bbox(value: str | None) -> tuple[float, float, float, float] | None:
+def parse_bbox(value: str | None, crs: Crs = CRS84) -> tuple[float, float, float, float] | None:
+    """The bbox, given in ``crs`` and its axis order, as CRS84 longitudes and latitudes."""
     if value is None:
         return None
     try:
@@ -44,6 +46,12 @@ def parse_bbox(value: str | None) -> tuple[float, float, float, float] | None:
         numbers = [numbers[0], numbers[1], numbers[3], numbers[4]]
     if len(numbers) != 4 or any(n != n or abs(n) == float("inf") for n in numbers):
         raise InvalidParameter(f"bbox {value!r}: four (or six) finite numbers expected")
+    if crs.northing_first:
+        numbers = [numbers[1], numbers[0], numbers[3], numbers[2]]
+    if crs.srid != CRS84.srid:
+        if numbers[0] > numbers[2] or numbers[1] > numbers[3]:
+            raise InvalidParameter(f"bbox {value!r}: the lower corner must come first")
+        numbers = list(bounds_in_crs84(numbers, crs))
     xmin, ymin, xmax, ymax = numbers
     if not (-90 <= ymin <= ymax <= 90):
         raise InvalidParameter(f"bbox {value!r}: latitudes must be -90 <= ymin <= ymax <= 90")
@@ -79,6 +87,11 @@ def parse_datetime(value: str | None) -> TimeFilter | None:
     return TimeFilter(start, end)
 
 
+def content_crs(crs: Crs) -> dict[str, str]:
+    """Part 2's header naming the CRS of the response's coordinates."""
+    return {"Content-Crs": f"<{crs.uri}>"}
+
+
 def _link(href: str, rel: str, kind: str, title: str = "") -> dict[str, str]:
     link = {"href": href, "rel": rel, "type": kind}
     if title:
@@ -86,10 +99,18 @@ def _link(href: str, rel: str, kind: str, title: str = "") -> dict[str, str]:
     return link
 
 
-def features_router(visible: list[LayerDefinition], settings: FeaturesSettings) -> APIRouter:
-    """Routes over the layers this reader may see (anything else is a 404)."""
+def features_router(visible: list[LayerDefinition], settings: FeaturesSettings,
+                    crs_offered: list[Crs]) -> APIRouter:
+    """Routes over the layers this reader may see (anything else is a 404), answering in
+    any of ``crs_offered`` (CRS84 first, the default)."""
     router = APIRouter(tags=["OGC API - Features"])
     layers = {layer.id: layer for layer in visible}
+    crs_uris = [crs.uri for crs in crs_offered]
+
+    def output_crs(crs: Annotated[str | None, Query(
+            description="CRS of the response geometries (a URI; default CRS84).",
+            examples=crs_uris)] = None) -> Crs:
+        return resolve(crs, crs_offered, "crs")
 
     def engine(request: Request) -> Engine:
         return request.app.state.engine
@@ -106,12 +127,12 @@ def features_router(visible: list[LayerDefinition], settings: FeaturesSettings) 
         here = f"{base}/collections/{layer.id}"
         body: dict[str, Any] = {
             "id": layer.id, "title": layer.title, "description": layer.description,
-            "itemType": "feature", "crs": [CRS84],
+            "itemType": "feature", "crs": crs_uris, "storageCrs": CRS84.uri,
             "links": [_link(here, "self", "application/json"),
                       _link(f"{here}/items", "items", GEOJSON, "Items")],
         }
         if bbox is not None:
-            body["extent"] = {"spatial": {"bbox": [bbox], "crs": CRS84}}
+            body["extent"] = {"spatial": {"bbox": [bbox], "crs": CRS84.uri}}
         if layer.attribution:
             body["attribution"] = layer.attribution
         return body
@@ -139,9 +160,14 @@ def features_router(visible: list[LayerDefinition], settings: FeaturesSettings) 
         request: Request,
         layer: Annotated[LayerDefinition, Depends(layer_for)],
         db: Annotated[Engine, Depends(engine)],
+        crs: Annotated[Crs, Depends(output_crs)],
         bbox: Annotated[str | None, Query(
-            description="minx,miny,maxx,maxy in CRS84", examples=["114.39,30.50,114.41,30.52"]
+            description="minx,miny,maxx,maxy in CRS84, or in bbox-crs (in its axis order)",
+            examples=["114.39,30.50,114.41,30.52"]
         )] = None,
+        bbox_crs: Annotated[str | None, Query(
+            alias="bbox-crs", description="CRS of bbox (a URI; default CRS84).",
+            examples=crs_uris)] = None,
         datetime_: Annotated[str | None, Query(
             alias="datetime", description="An instant (the city as it was then) or an "
             "interval start/end ('..' open): every version valid in it.")] = None,
@@ -159,8 +185,10 @@ def features_router(visible: list[LayerDefinition], settings: FeaturesSettings) 
                 raise InvalidParameter(f"unknown properties {', '.join(unknown)}; "
                                        f"{layer.id} has {', '.join(sorted(known))}")
         size = min(limit or settings.default_limit, settings.max_limit)
-        query = ItemsQuery(bbox=parse_bbox(bbox), time=parse_datetime(datetime_),
-                           properties=wanted, limit=size, offset=offset)
+        box_crs = resolve(bbox_crs, crs_offered, "bbox-crs")
+        query = ItemsQuery(bbox=parse_bbox(bbox, box_crs),
+                           time=parse_datetime(datetime_), properties=wanted, limit=size,
+                           offset=offset, crs=crs)
         with db.connect() as conn:
             page = read_page(conn, layer, query)
         url = request.url
@@ -179,7 +207,7 @@ def features_router(visible: list[LayerDefinition], settings: FeaturesSettings) 
             + ',"timeStamp":' + json.dumps(datetime.now(UTC).isoformat(timespec="seconds"))
             + ',"links":' + json.dumps(links) + "}"
         )
-        return cached(request, body, GEOJSON)
+        return cached(request, body, GEOJSON, headers=content_crs(crs))
 
     @router.get("/collections/{collectionId}/items/{featureId}", summary="One feature",
                 response_class=Response, responses={200: {"content": {GEOJSON: {}}}})
@@ -188,6 +216,7 @@ def features_router(visible: list[LayerDefinition], settings: FeaturesSettings) 
         featureId: str,  # named as in the OGC spec
         layer: Annotated[LayerDefinition, Depends(layer_for)],
         db: Annotated[Engine, Depends(engine)],
+        crs: Annotated[Crs, Depends(output_crs)],
         datetime_: Annotated[str | None, Query(
             alias="datetime", description="An instant: the feature as it was then.")] = None,
     ) -> Response:
@@ -197,13 +226,13 @@ def features_router(visible: list[LayerDefinition], settings: FeaturesSettings) 
         feature = None
         if "\x00" not in featureId:  # PostgreSQL text cannot hold NUL: no such id exists
             with db.connect() as conn:
-                feature = read_feature(conn, layer, featureId, time)
+                feature = read_feature(conn, layer, featureId, time, crs)
         if feature is None:
             raise NotFound(f"{layer.id} has no feature {featureId!r}")
         here = str(request.url.remove_query_params("datetime"))
         links = [_link(here, "self", GEOJSON),
                  _link(here.rsplit("/items/", 1)[0], "collection", "application/json")]
         body = feature[:-1] + ',"links":' + json.dumps(links) + "}"
-        return cached(request, body, GEOJSON)
+        return cached(request, body, GEOJSON, headers=content_crs(crs))
 
     return router

@@ -12,9 +12,9 @@ from datetime import datetime
 
 from sqlalchemy import Connection, text
 
+from cim.schema.models import SRID
+from layers.crs import CRS84, Crs
 from layers.model import LayerDefinition
-
-GEOJSON_PRECISION = 7  # decimal degrees: about 1 cm
 
 
 @dataclass(frozen=True)
@@ -29,11 +29,13 @@ class TimeFilter:
 @dataclass(frozen=True)
 class ItemsQuery:
     bbox: tuple[float, float, float, float] | None = None
+    """In CRS84 (longitude, latitude)."""
     time: TimeFilter | None = None
     properties: list[str] | None = None
     limit: int = 10
     offset: int = 0
     ids: list[str] = field(default_factory=list)
+    crs: Crs = CRS84
 
 
 @dataclass(frozen=True)
@@ -73,9 +75,8 @@ def _conditions(layer: LayerDefinition, query: ItemsQuery) -> tuple[list[str], d
                 params["t_start"] = time.start
     if query.bbox is not None:
         geometry = _q(layer.source.geometry)
-        where.append(f"t.{geometry} && ST_MakeEnvelope(:xmin, :ymin, :xmax, :ymax, 4326)"
-                     f" AND ST_Intersects(t.{geometry}, "
-                     "ST_MakeEnvelope(:xmin, :ymin, :xmax, :ymax, 4326))")
+        box = f"ST_MakeEnvelope(:xmin, :ymin, :xmax, :ymax, {SRID})"
+        where.append(f"t.{geometry} && {box} AND ST_Intersects(t.{geometry}, {box})")
         params.update(zip(("xmin", "ymin", "xmax", "ymax"), query.bbox, strict=True))
     if query.ids:
         where.append(f"t.{_q(layer.source.id_column)} = ANY(:ids)")
@@ -83,7 +84,17 @@ def _conditions(layer: LayerDefinition, query: ItemsQuery) -> tuple[list[str], d
     return where or ["TRUE"], params
 
 
-def _feature_sql(layer: LayerDefinition, properties: list[str] | None) -> str:
+def _geometry_sql(column: str, crs: Crs) -> str:
+    """GeoJSON geometry in ``crs``, in that CRS's authority axis order."""
+    geometry = f"t.{_q(column)}"
+    if crs.srid != SRID:
+        geometry = f"ST_Transform({geometry}, {crs.srid})"
+    if crs.northing_first:
+        geometry = f"ST_FlipCoordinates({geometry})"
+    return f"ST_AsGeoJSON({geometry}, {crs.precision})::json"
+
+
+def _feature_sql(layer: LayerDefinition, properties: list[str] | None, crs: Crs = CRS84) -> str:
     exposed = [p for p in layer.properties if properties is None or p.name in properties]
     props = ", ".join(f"'{p.name}', t.{_q(p.source_column)}" for p in exposed)
     id_column = _q(layer.source.id_column)
@@ -92,7 +103,7 @@ def _feature_sql(layer: LayerDefinition, properties: list[str] | None) -> str:
         if layer.source.versioned else ""
     return (
         "json_build_object('type', 'Feature', 'id', t." + id_column + ", "
-        f"'geometry', ST_AsGeoJSON(t.{_q(layer.source.geometry)}, {GEOJSON_PRECISION})::json, "
+        f"'geometry', {_geometry_sql(layer.source.geometry, crs)}, "
         f"'properties', json_build_object({props}{extra}))"
     )
 
@@ -106,7 +117,7 @@ def read_page(conn: Connection, layer: LayerDefinition, query: ItemsQuery) -> Pa
     sql = (
         "SELECT coalesce(json_agg(f.feature ORDER BY f.n) FILTER (WHERE f.n <= :limit), "
         "'[]')::text, count(*) FILTER (WHERE f.n <= :limit), count(*) > :limit FROM ("
-        f"SELECT {_feature_sql(layer, query.properties)} AS feature, "
+        f"SELECT {_feature_sql(layer, query.properties, query.crs)} AS feature, "
         f"row_number() OVER () AS n FROM (SELECT * FROM {_relation(layer)} t "
         f"WHERE {' AND '.join(where)} ORDER BY {order} LIMIT :limit + 1 OFFSET :offset) t"
         ") f"
@@ -117,10 +128,10 @@ def read_page(conn: Connection, layer: LayerDefinition, query: ItemsQuery) -> Pa
 
 
 def read_feature(conn: Connection, layer: LayerDefinition, feature_id: str,
-                 time: TimeFilter | None = None) -> str | None:
+                 time: TimeFilter | None = None, crs: Crs = CRS84) -> str | None:
     """One feature as GeoJSON text (the version current at ``time``), or None."""
     where, params = _conditions(layer, ItemsQuery(time=time, ids=[feature_id]))
-    sql = (f"SELECT ({_feature_sql(layer, None)})::text FROM {_relation(layer)} t "
+    sql = (f"SELECT ({_feature_sql(layer, None, crs)})::text FROM {_relation(layer)} t "
            f"WHERE {' AND '.join(where)} ORDER BY t.{_q(layer.source.id_column)} LIMIT 1")
     return conn.execute(text(sql), params).scalar()
 
