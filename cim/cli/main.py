@@ -15,7 +15,9 @@ from rich.table import Table
 from cim.cli.db import db_app, engine_for
 from cim.cli.demo import demo_app
 from cim.cli.errors import exit_code
+from cim.cli.flood import flood_app
 from cim.cli.progress import console, progress_bar
+from cim.cli.traffic import traffic_app
 from cim.ingest.errors import ImportRejected
 from cim.ingest.report import ImportReport
 from cim.schema.models import CITY_CLASSES, Provenance
@@ -29,6 +31,8 @@ app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 app.add_typer(demo_app, name="demo")
+app.add_typer(flood_app, name="flood")
+app.add_typer(traffic_app, name="traffic")
 
 LAYERS = ", ".join(sorted(CITY_CLASSES))
 IMPORT_LAYERS = f"{LAYERS}, observations (CSV)"

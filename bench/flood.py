@@ -1,0 +1,204 @@
+"""Benchmark: our local-inertial flood solver beside landlab's ``OverlandFlow``, in one run.
+
+The same problem on both (issue 5): a 1000 × 1000 grid at 2 m, a plane falling 0.3 % east
+and 0.1 % south with 40 pits, 50 mm/h of uniform rain, Manning's n 0.03, closed edges, one
+simulated hour. landlab's component is the same scheme (Bates 2010 with de Almeida's θ
+= 0.8, α = 0.7) written with NumPy. Prints cell-updates per second for both, the speed-up,
+and the float64 mass-balance error of both. landlab 2.11 needs Python 3.12, so it runs in its
+own virtual environment (``bench/out/landlab-venv``, made on first use from ``$LANDLAB_PYTHON``
+or pyenv's newest 3.12) in a child process that imports nothing of ours.
+
+``--district`` also runs a 2-hour 50-year Chicago storm over the generated demo district's
+DEM resampled to 2 m (free edges) and prints the simulated-to-wall-clock ratio.
+
+    python bench/flood.py [--cells 1000] [--minutes 60] [--landlab-minutes M] [--district]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent
+OUT = ROOT / "out" / "flood"
+LANDLAB_VENV = ROOT / "out" / "landlab-venv"
+LANDLAB = "landlab==2.11.*"
+DX = 2.0
+RAIN_MM_H = 50.0
+MANNING = 0.03
+
+
+def plane_with_pits(cells: int, seed: int = 2026) -> np.ndarray:
+    """The bed (m): 0.3 % falling east, 0.1 % south, 40 round pits 0.3-1 m deep."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:cells, 0:cells] * DX
+    bed = 20.0 - 0.003 * x - 0.001 * y
+    for cx, cy, radius, depth in zip(rng.uniform(0, cells * DX, 40),
+                                     rng.uniform(0, cells * DX, 40),
+                                     rng.uniform(6, 20, 40), rng.uniform(0.3, 1.0, 40),
+                                     strict=True):
+        r2 = ((x - cx) ** 2 + (y - cy) ** 2) / radius**2
+        bed -= np.where(r2 < 1, depth * (1 - r2), 0.0)
+    return bed
+
+
+def run_ours(bed: np.ndarray, minutes: float, dtype: str) -> dict:
+    from simulation.flood.rain import Hyetograph
+    from simulation.flood.solver import Grid, Options, simulate
+
+    grid = Grid(bed, DX, DX, MANNING)
+    duration = minutes * 60.0
+    rain = Hyetograph.constant(RAIN_MM_H, duration)
+    simulate(grid, 1.0, rain=rain, options=Options(dtype=dtype))  # compile or load the cache
+    result = simulate(grid, duration, rain=rain, options=Options(dtype=dtype))
+    return {"steps": result.steps, "wall_s": result.wall_s,
+            "cups": result.cell_updates_per_s,
+            "mass_error": result.mass_balance.relative_error}
+
+
+def landlab_python() -> Path:
+    """The benchmark's own Python 3.12 with landlab, made once."""
+    python = LANDLAB_VENV / "bin" / "python"
+    if python.exists():
+        return python
+    base = os.environ.get("LANDLAB_PYTHON")
+    if base is None:
+        root = subprocess.run(["pyenv", "root"], capture_output=True, text=True, check=False)
+        found = sorted((Path(root.stdout.strip()) / "versions").glob("3.12*/bin/python"))
+        if root.returncode != 0 or not found:
+            raise SystemExit("landlab 2.11 needs Python 3.12: set LANDLAB_PYTHON to one "
+                             "(pyenv has none here)")
+        base = str(found[-1])
+    print(f"making {LANDLAB_VENV} with {base} and {LANDLAB} (once)")
+    subprocess.run([base, "-m", "venv", str(LANDLAB_VENV)], check=True)
+    install = subprocess.run([str(python), "-m", "pip", "install", "-q", LANDLAB],
+                             capture_output=True, text=True, check=False)
+    if install.returncode != 0:
+        raise SystemExit(f"pip could not install {LANDLAB}: {install.stderr[-1500:]}")
+    return python
+
+
+def run_landlab(bed_file: Path, minutes: float) -> dict:
+    # One thread, no spinning: the machine is shared (flood-facts.md).
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "passive"}
+    done = subprocess.run([str(landlab_python()), __file__, "--landlab-worker", str(bed_file),
+                           "--minutes", str(minutes)], capture_output=True, text=True,
+                          env=env, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"landlab run failed: {done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def landlab_worker(bed_file: Path, minutes: float) -> None:
+    """Runs under landlab's Python: imports landlab and NumPy only."""
+    from landlab import RasterModelGrid
+    from landlab.components import OverlandFlow
+
+    bed = np.load(bed_file)
+    ny, nx = bed.shape
+    # One ring of closed boundary nodes around the cells, so the core nodes are the cells.
+    grid = RasterModelGrid((ny + 2, nx + 2), xy_spacing=DX)
+    z = np.pad(bed, 1, mode="edge")
+    grid.add_field("topographic__elevation", z[::-1].ravel(), at="node")
+    depth = grid.add_zeros("surface_water__depth", at="node")
+    grid.set_closed_boundaries_at_grid_edges(True, True, True, True)
+    flow = OverlandFlow(grid, mannings_n=MANNING, rainfall_intensity=RAIN_MM_H / 3.6e6,
+                        theta=0.8, alpha=0.7)
+    core = grid.core_nodes
+    area = DX * DX
+    initial = float(np.sum(depth[core])) * area
+    duration, t, steps = minutes * 60.0, 0.0, 0
+    started = time.perf_counter()
+    while t < duration:
+        dt = min(flow.calc_time_step(), duration - t)
+        flow.overland_flow(dt=dt)  # one step: dt is within its stable step
+        t += dt
+        steps += 1
+    wall = time.perf_counter() - started
+    rain = RAIN_MM_H / 3.6e6 * duration * core.size * area
+    change = float(np.sum(depth[core])) * area - initial
+    print(json.dumps({"steps": steps, "wall_s": wall, "cups": steps * core.size / wall,
+                      "mass_error": abs(change - rain) / rain}))
+
+
+def run_district(minutes: float) -> None:
+    import rasterio
+    from rasterio.enums import Resampling
+
+    from cim.demo.generate import generate_city
+    from simulation.flood.rain import chicago_hyetograph
+    from simulation.flood.solver import Boundaries, Edge, Grid, simulate
+
+    folder = OUT / "demo"
+    dem_file = folder / "demo_dem.tif"
+    if not dem_file.exists():
+        print(f"generating the demo district (once; cached in {folder})")
+        generate_city(folder)
+    with rasterio.open(dem_file) as src:
+        scale = src.res[0] / DX
+        shape = (round(src.height * scale), round(src.width * scale))
+        bed = src.read(1, out_shape=shape, resampling=Resampling.bilinear, masked=True)
+    grid = Grid(bed.filled(np.nan).astype(float), DX, DX, MANNING)
+    storm = chicago_hyetograph(50, 120)
+    duration = minutes * 60.0
+    result = simulate(grid, duration, rain=storm, boundaries=Boundaries.all(Edge("free")))
+    print(f"\ndemo district: {shape[1]} × {shape[0]} cells at {DX:g} m, Chicago 50-year "
+          f"2-hour storm ({storm.total_mm:.0f} mm), {minutes:g} simulated minutes")
+    print(f"  wall {result.wall_s:.0f} s, {result.steps} steps, "
+          f"{result.cell_updates_per_s:.3g} cell-updates/s, simulated/wall "
+          f"{duration / result.wall_s:.2f} (target: 2 h in under 5 min, a ratio of 24), "
+          f"mass error {result.mass_balance.relative_error:.1e}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cells", type=int, default=1000)
+    parser.add_argument("--minutes", type=float, default=60.0)
+    parser.add_argument("--landlab-minutes", type=float, default=None,
+                        help="landlab's simulated time (default --minutes): its rate per "
+                        "step hardly changes, and at its speed an hour is long")
+    parser.add_argument("--skip-landlab", action="store_true")
+    parser.add_argument("--district", action="store_true")
+    parser.add_argument("--district-minutes", type=float, default=120.0)
+    parser.add_argument("--landlab-worker", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.landlab_worker:
+        landlab_worker(args.landlab_worker, args.minutes)
+        return
+    import numba
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    bed = plane_with_pits(args.cells)
+    bed_file = OUT / f"plane-{args.cells}.npy"
+    np.save(bed_file, bed)
+    print(f"{args.cells} × {args.cells} cells at {DX:g} m, {RAIN_MM_H:g} mm/h, n {MANNING}, "
+          "closed edges")
+    rows = {}
+    for dtype in ("float64", "float32"):
+        rows[f"ours {dtype}"] = (args.minutes, run_ours(bed, args.minutes, dtype))
+    print(f"ours: numba {numba.__version__}, {numba.get_num_threads()} threads, "
+          f"{numba.threading_layer()} threading layer")
+    if not args.skip_landlab:
+        minutes = args.landlab_minutes or args.minutes
+        rows["landlab 2.11 OverlandFlow"] = (minutes, run_landlab(bed_file, minutes))
+    print(f"\n{'solver':<28}{'simulated':>10}{'steps':>8}{'wall s':>9}"
+          f"{'cell-updates/s':>16}{'mass error':>12}")
+    for name, (minutes, r) in rows.items():
+        print(f"{name:<28}{minutes:>8g} m{r['steps']:>8}{r['wall_s']:>9.1f}"
+              f"{r['cups']:>16.3g}{r['mass_error']:>12.1e}")
+    if "landlab 2.11 OverlandFlow" in rows:
+        anchor = rows["landlab 2.11 OverlandFlow"][1]["cups"]
+        print(f"\nspeed-up over landlab (float64): {rows['ours float64'][1]['cups'] / anchor:.1f}×"
+              f" (target ≥ 10×); float64 mass error target < 1e-9")
+    if args.district:
+        run_district(args.district_minutes)
+
+
+if __name__ == "__main__":
+    main()

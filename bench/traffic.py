@@ -1,0 +1,186 @@
+"""Benchmark: our assignment beside AequilibraE's bi-conjugate Frank-Wolfe, in one run.
+
+The public TNTP networks in ``../shared/data/traffic`` (Sioux Falls, Anaheim, Chicago Sketch
+with its 0.04 min/mile distance cost), each to relative gaps of 1e-4 and 1e-5. Both are judged
+by the same textbook gap, (TSTT − SPTT) / TSTT computed by us from the final flows;
+AequilibraE's own stopping gap reads below it, so its target is tightened until the textbook
+gap is reached, and the run that reached it is the one shown. RMSE is against the best-known
+flows on flow-dependent links, in % of their mean flow. Ours is timed whole (engine setup,
+solve and our gap check); AequilibraE's ``execute()`` only.
+
+AequilibraE 1.7.2 runs in its own virtual environment (``bench/out/traffic-venv``, made on
+first use) in a child process that imports nothing of ours; it gets the network and demand as
+arrays in an ``.npz`` file and sends back its flows.
+
+    python bench/traffic.py [--networks SiouxFalls,Anaheim,ChicagoSketch] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent
+OUT = ROOT / "out" / "traffic"
+VENV = ROOT / "out" / "traffic-venv"
+AEQUILIBRAE = "aequilibrae==1.7.2"
+DATA = ROOT.parents[1] / "shared" / "data" / "traffic"
+# Length unit in km and generalised cost per length unit (minutes), from each README.
+NETWORKS = {"SiouxFalls": (1.0, 0.0), "Anaheim": (0.0003048, 0.0),
+            "ChicagoSketch": (1.609344, 0.04)}
+GAPS = (1e-4, 1e-5)
+TIGHTEN = 0.6  # AequilibraE's target shrinks by this until the textbook gap is met
+
+
+def anchor_python() -> Path:
+    python = VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", AEQUILIBRAE], check=True)
+    return python
+
+
+def anchor_worker(npz: Path, target: float, threads: int) -> None:
+    """In the anchor's venv: AequilibraE bfw on the arrays of ``npz``, flows as JSON."""
+    import pandas as pd
+    from aequilibrae.matrix import AequilibraeMatrix
+    from aequilibrae.paths import Graph, TrafficAssignment, TrafficClass
+
+    a = np.load(npz)
+    links, zones = len(a["init"]), int(a["zones"])
+    frame = pd.DataFrame({
+        "link_id": np.arange(1, links + 1), "a_node": a["init"] + 1, "b_node": a["term"] + 1,
+        "direction": np.ones(links, np.int8),
+        # AequilibraE refuses zero free-flow times (Chicago's connectors).
+        "free_flow_time": np.maximum(a["fft"], 1e-6), "capacity": a["capacity"],
+        "alpha": a["alpha"], "beta": a["beta"], "fixed": a["fixed"]})
+    graph = Graph()
+    graph.network = frame
+    graph.prepare_graph(np.arange(1, zones + 1))
+    graph.set_graph("free_flow_time")
+    graph.set_skimming(["free_flow_time"])
+    graph.set_blocked_centroid_flows(not bool(a["through"]))
+    matrix = AequilibraeMatrix()
+    matrix.create_empty(zones=zones, matrix_names=["trips"], memory_only=True)
+    matrix.index[:] = np.arange(1, zones + 1)
+    matrix.matrices[:, :, 0] = a["trips"]
+    matrix.computational_view(["trips"])
+    cars = TrafficClass("car", graph, matrix)
+    if a["fixed"].any():
+        cars.set_fixed_cost("fixed")
+    run = TrafficAssignment()
+    run.set_classes([cars])
+    run.set_vdf("BPR")
+    run.set_vdf_parameters({"alpha": "alpha", "beta": "beta"})
+    run.set_capacity_field("capacity")
+    run.set_time_field("free_flow_time")
+    run.set_algorithm("bfw")
+    run.set_cores(threads)
+    run.max_iter = 100_000
+    run.rgap_target = target
+    cpu, wall = time.process_time(), time.perf_counter()
+    run.execute(log_specification=False)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    flow = np.zeros(links)
+    table = run.results()
+    flow[table.index.to_numpy() - 1] = table["trips_ab"].to_numpy()
+    print(json.dumps({"cpu_s": cpu, "wall_s": wall, "iterations": run.assignment.iter,
+                      "flow": flow.tolist()}))
+
+
+def run_anchor(npz: Path, target: float, threads: int) -> dict:
+    done = subprocess.run(
+        [str(anchor_python()), __file__, "--anchor-worker", str(npz), str(target),
+         str(threads)], capture_output=True, text=True, check=False,
+        env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+    if done.returncode:
+        raise RuntimeError(f"AequilibraE failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def rmse_percent(network, volume: np.ndarray, best: np.ndarray) -> float:
+    depends = network.alpha > 0
+    error = volume[depends] - best[depends]
+    return 100.0 * float(np.sqrt(np.mean(error**2)) / best[depends].mean())
+
+
+def bench_network(name: str, threads: int) -> list[tuple]:
+    from simulation.traffic import tntp
+    from simulation.traffic.assignment import assign, relative_gap
+
+    folder = DATA / name
+    length_km, length_cost = NETWORKS[name]
+    network = tntp.read_net(folder / f"{name}_net.tntp", length_km=length_km,
+                            length_cost=length_cost)
+    demand = tntp.read_trips(folder / f"{name}_trips.tntp", network.num_zones)
+    best = tntp.read_flow(folder / f"{name}_flow.tntp").volume
+    npz = OUT / f"{name}.npz"
+    np.savez(npz, init=network.init_node, term=network.term_node, fft=network.free_flow_time,
+             capacity=network.capacity, alpha=network.alpha, beta=network.beta,
+             fixed=network.fixed_cost, trips=demand.trips, zones=network.num_zones,
+             through=network.through_zones)
+    rows = []
+    for gap in GAPS:
+        ours = assign(network, demand, gap=gap, threads=threads)
+        rows.append((name, gap, "ours (pytraf)", ours.cpu_s, ours.wall_s, ours.iterations,
+                     ours.relative_gap, rmse_percent(network, ours.volume, best), ""))
+        target = gap
+        for _ in range(8):
+            anchor = run_anchor(npz, target, threads)
+            flow = np.asarray(anchor["flow"])
+            reached = relative_gap(network, demand, flow)
+            if reached <= gap:
+                break
+            target *= TIGHTEN
+        rows.append((name, gap, "AequilibraE bfw", anchor["cpu_s"], anchor["wall_s"],
+                     anchor["iterations"], reached, rmse_percent(network, flow, best),
+                     f"target {target:.1e}"))
+        print(*_format(rows[-2]), sep="  ", flush=True)
+        print(*_format(rows[-1]), sep="  ", flush=True)
+    return rows
+
+
+HEADER = ("network", "gap", "engine", "CPU s", "wall s", "iter", "final gap", "RMSE %", "note")
+WIDTHS = (14, 6, 16, 8, 8, 6, 10, 8, 14)
+
+
+def _format(row: tuple) -> list[str]:
+    name, gap, engine, cpu, wall, iterations, reached, rmse, note = row
+    cells = (name, f"{gap:.0e}", engine, f"{cpu:.3f}", f"{wall:.3f}", str(iterations),
+             f"{reached:.2e}", f"{rmse:.3f}", note)
+    return [c.ljust(w) for c, w in zip(cells, WIDTHS, strict=True)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--networks", default=",".join(NETWORKS))
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    if not DATA.is_dir():
+        sys.exit(f"no test networks: {DATA} is missing")
+    OUT.mkdir(parents=True, exist_ok=True)
+    anchor_python()
+    print(*[h.ljust(w) for h, w in zip(HEADER, WIDTHS, strict=True)], sep="  ")
+    rows = []
+    for name in args.networks.split(","):
+        if name not in NETWORKS:
+            sys.exit(f"unknown network {name!r}: use {', '.join(NETWORKS)}")
+        rows += bench_network(name, args.threads)
+    (OUT / "results.json").write_text(json.dumps(
+        [dict(zip(HEADER, row, strict=True)) for row in rows], indent=2))
+    print(f"written to {OUT / 'results.json'}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == "--anchor-worker":
+        anchor_worker(Path(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]))
+    else:
+        sys.path.insert(0, str(ROOT.parent))
+        main()

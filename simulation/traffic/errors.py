@@ -1,0 +1,7 @@
+"""Traffic errors; every message is meant for the engineer who set up the run."""
+
+from __future__ import annotations
+
+
+class TrafficInputError(Exception):
+    """An input (network, trips, flows, parameters, road layer) is missing or unusable."""

@@ -1,0 +1,114 @@
+"""``cim flood`` as a user runs it: a real process on a small generated GeoTIFF, no database."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+from typer.testing import CliRunner
+
+from cim.cli.main import app
+
+CIM = str(Path(sys.executable).parent / "cim")
+ORIGIN = (538_000.0, 3_375_000.0)
+
+
+def cim(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([CIM, "flood", *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "COLUMNS": "200"})
+
+
+def write_tif(path: Path, values: np.ndarray, crs: str = "EPSG:4547") -> Path:
+    with rasterio.open(path, "w", driver="GTiff", width=values.shape[1],
+                       height=values.shape[0], count=1, dtype="float32", crs=crs,
+                       transform=from_origin(*ORIGIN, 2.0, 2.0), nodata=-9999.0) as dst:
+        dst.write(np.nan_to_num(values, nan=-9999.0).astype(np.float32), 1)
+    return path
+
+
+@pytest.fixture
+def dem(tmp_path: Path) -> Path:
+    """A 24 × 32 plane at 2 m falling east and south, a pit, a nodata corner."""
+    y, x = np.mgrid[0:24, 0:32] * 2.0
+    z = 20.0 - 0.003 * x - 0.001 * y
+    z[8:12, 10:14] -= 0.4
+    z[0, 0] = np.nan
+    return write_tif(tmp_path / "dem.tif", z)
+
+
+def test_grid_run_writes_cogs_points_and_mass_balance(dem, tmp_path):
+    points = tmp_path / "points.csv"
+    points.write_text(f"name,x,y\npit,{ORIGIN[0] + 23},{ORIGIN[1] - 19}\n"
+                      f"corner,{ORIGIN[0] + 63},{ORIGIN[1] - 47}\n")
+    out = tmp_path / "run"
+    result = cim("grid", "--dem", str(dem), "--rain", "50mm/h", "--duration", "20min",
+                 "--manning", "0.03", "--points", str(points), "--every", "10min",
+                 "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "relative error" in result.stderr
+    summary = json.loads((out / "mass_balance.json").read_text())
+    balance = summary["mass_balance"]
+    rain = 50e-3 / 3 * (24 * 32 - 1) * 4.0  # 20 min at 50 mm/h on every valid cell
+    assert balance["rain"] == pytest.approx(rain, rel=1e-12)
+    assert balance["relative_error"] < 1e-12
+    assert summary["outputs"][:3] == ["max_depth.tif", "depth_000600s.tif", "depth_001200s.tif"]
+    with rasterio.open(out / "max_depth.tif") as src:
+        assert src.driver == "GTiff" and src.crs.to_epsg() == 4547
+        assert src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        depth = src.read(1, masked=True)
+        assert depth.mask[0, 0] and depth[8:12, 10:14].min() > 0.05  # the pit fills
+    with (out / "points.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["time_s"] for r in rows[:3]] == ["0", "60", "120"] and len(rows) == 21
+    assert float(rows[-1]["pit"]) > float(rows[5]["pit"]) > 0
+
+
+def test_hyetograph_csv_and_free_edges(dem, tmp_path):
+    storm = tmp_path / "storm.csv"
+    made = cim("storm", "--return-period", "50", "--duration", "2h", "--out", str(storm))
+    assert made.returncode == 0, made.stderr
+    assert "100.2 mm" in made.stderr
+    result = cim("grid", "--dem", str(dem), "--rain", str(storm), "--duration", "10min",
+                 "--boundary", "free", "--out", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr
+    balance = json.loads((tmp_path / "run" / "mass_balance.json").read_text())["mass_balance"]
+    assert balance["outflow"] > 0 and balance["relative_error"] < 1e-12
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"--dem": "missing.tif"}, "cannot read the DEM"),
+    ({"--rain": "lots"}, "cannot read hyetograph"),
+    ({"--rain": "bad.csv"}, "time_min and intensity_mm_h"),
+    ({"--duration": "soon"}, "cannot read the time"),
+    ({"--manning": "-0.03"}, "Manning's n must be positive"),
+    ({"--boundary": "open"}, "closed or free"),
+    ({"--points": "far.csv"}, "outside the DEM: far"),
+    ({"--dem": "degrees.tif"}, "reproject it to a metric CRS"),
+])
+def test_bad_input_exits_2_with_a_message(dem, tmp_path, change, message):
+    # In process for speed; the real process's exit code is checked below.
+    (tmp_path / "bad.csv").write_text("minutes,mm\n0,5\n")
+    (tmp_path / "far.csv").write_text("name,x,y\nfar,0,0\n")
+    write_tif(tmp_path / "degrees.tif", np.zeros((4, 4)), crs="EPSG:4326")
+    args = {"--dem": str(dem), "--rain": "50mm/h", "--duration": "1min",
+            "--out": str(tmp_path / "run"), **{k: str(tmp_path / v) if v.endswith(
+                (".tif", ".csv")) else v for k, v in change.items()}}
+    result = CliRunner().invoke(app, ["flood", "grid", *[a for p in args.items() for a in p]])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert not (tmp_path / "run" / "mass_balance.json").exists()
+
+
+def test_bad_input_in_a_real_process(tmp_path):
+    result = cim("grid", "--dem", str(tmp_path / "none.tif"), "--rain", "50mm/h",
+                 "--out", str(tmp_path / "run"))
+    assert result.returncode == 2
+    assert "cannot read the DEM" in result.stderr and "Traceback" not in result.stderr
