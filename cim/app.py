@@ -12,21 +12,35 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import text
 
+from cim.access import AccessError
 from cim.db.engine import make_engine
 from cim.db.errors import DatabaseError
 from cim.demo.load import ATTRIBUTION
+from cim.history import HistoryError, ObjectExists, ObjectNotFound
 from cim.schema.migrate import current_revision, head_revision
 from cim.settings import Settings, load_settings
 from layers.api import features_router
+from layers.auth import principal_dependency
 from layers.catalog import load_catalog, missing_in_database
 from layers.crs import supported_crs
-from layers.errors import InvalidParameter, NotFound, ogc_exception
-from layers.model import Classification
+from layers.errors import (
+    Forbidden,
+    InvalidParameter,
+    NotFound,
+    NotWritable,
+    PreconditionFailed,
+    Unauthorized,
+    ogc_exception,
+)
+from layers.transactions import transactions_router
 from tiles.api import tiles_router
+from tiles.invalidation import start_tile_cache
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +48,15 @@ log = logging.getLogger(__name__)
 ERRORS: dict[type[Exception], tuple[int, str]] = {
     InvalidParameter: (400, "InvalidParameterValue"),
     RequestValidationError: (400, "InvalidParameterValue"),
+    HistoryError: (400, "InvalidParameterValue"),
+    AccessError: (400, "InvalidParameterValue"),
+    Unauthorized: (401, "Unauthorized"),
+    Forbidden: (403, "Forbidden"),
     NotFound: (404, "NotFound"),
+    ObjectNotFound: (404, "NotFound"),
+    NotWritable: (405, "MethodNotAllowed"),
+    ObjectExists: (409, "Conflict"),
+    PreconditionFailed: (412, "PreconditionFailed"),
     DatabaseError: (503, "ServiceUnavailable"),
 }
 
@@ -78,7 +100,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     log.error("layer catalog: %s (run `cim db upgrade`?)", problem)
         except Exception as exc:  # /ready reports an absent database
             log.error("database not reachable at start-up: %s", exc)
+        invalidator = start_tile_cache(app.state.engine, catalog, settings.tiles)
+        app.state.tile_invalidator = invalidator
+        app.state.tile_cache = invalidator.cache if invalidator is not None else None
         yield
+        if invalidator is not None:
+            invalidator.stop()
         app.state.engine.dispose()
 
     app = FastAPI(
@@ -87,6 +114,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
     )
+    # JSON pages are made per request: the fastest level saves most of the bytes for little
+    # CPU. Tiles carry Content-Encoding already (stored gzipped), so it passes them through.
+    app.add_middleware(GZipMiddleware, minimum_size=1000, compresslevel=1)
+    if settings.server.cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.server.cors_origins,
+            allow_methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Content-Crs",
+                           "If-Match", "If-None-Match"],
+            expose_headers=["ETag", "Location", "Content-Crs", "X-Cache"])
 
     for error, (status, code) in ERRORS.items():
         def handler(request: Request, exc: Exception, status: int = status,
@@ -94,10 +131,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return ogc_exception(code, _message(exc), status)
 
         app.add_exception_handler(error, handler)
-    visible = catalog.visible_to(Classification(settings.access.anonymous_clearance))
-    app.include_router(features_router(visible, settings.features,
-                                       supported_crs(settings.city.crs)))
-    app.include_router(tiles_router(visible, settings.city.name))
+    principal = principal_dependency(settings.access)
+    crs_offered = supported_crs(settings.city.crs)
+    app.include_router(features_router(list(catalog), settings.features, crs_offered,
+                                       principal))
+    app.include_router(transactions_router(list(catalog), settings.features, crs_offered,
+                                           principal))
+    app.include_router(tiles_router(list(catalog), settings.city.name, principal))
 
     @app.get("/", response_model=Landing, summary="Landing page")
     def landing(request: Request) -> Landing:

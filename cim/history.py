@@ -30,6 +30,10 @@ class ObjectNotFound(HistoryError):
     """No current version of the object exists (never created, or deleted)."""
 
 
+class ObjectExists(HistoryError):
+    """A new object's id is taken by a current object."""
+
+
 def model_for(layer: str) -> type[CityObject]:
     try:
         return CITY_CLASSES[layer]
@@ -110,6 +114,34 @@ def update_object(conn: Connection, layer: str, object_id: str,
         {"old": closed, **params},
     ).scalar_one()
     return int(new_vid)
+
+
+def create_object(conn: Connection, layer: str, source: str, source_id: str,
+                  values: dict[str, Any]) -> tuple[str, int]:
+    """Write the first version of a new object ``SOURCE:SOURCE_ID``; returns (id, vid)."""
+    model = model_for(layer)
+    checked = _values(model, values)
+    object_id = f"{source}:{source_id}"
+    if conn.execute(text(f"SELECT 1 FROM {qualified(model)} WHERE id = :id AND "
+                         "valid_to IS NULL"), {"id": object_id}).first():
+        raise ObjectExists(f"{layer} has a current object {object_id!r} already")
+    missing = sorted(c.name for c in model.__table__.columns
+                     if not c.nullable and c.server_default is None and not c.primary_key
+                     and c.name not in (*IMMUTABLE, "cim_level", *checked))
+    if missing:
+        raise HistoryError(f"{layer} needs {', '.join(missing)}")
+    row = {"source": source, "source_id": source_id, "id": object_id,
+           "cim_level": model.cim_level_default, **{f"v_{k}": v for k, v in checked.items()}}
+    columns = ["id", "source", "source_id", "cim_level", *checked]
+    placeholders = [":id", ":source", ":source_id", ":cim_level", *(f":v_{k}" for k in checked)]
+    col_list = ", ".join(f'"{c}"' for c in columns)
+    vid = conn.execute(
+        text(f"INSERT INTO {qualified(model)} ({col_list}) "
+             f"VALUES ({', '.join(placeholders)}) RETURNING vid")
+        .bindparams(*[_bind(model, k) for k in checked]),
+        row,
+    ).scalar_one()
+    return object_id, int(vid)
 
 
 def _bind(model: type[CityObject], column: str) -> BindParameter:

@@ -77,6 +77,9 @@ class DatabaseSettings(_Section):
         default=None, description="Folder holding initdb/pg_ctl; found automatically when unset."
     )
     statement_timeout_ms: int = Field(default=0, ge=0, description="0 means no timeout.")
+    pool_size: int = Field(
+        default=16, ge=1, description="Connections each server process keeps open; requests "
+        "beyond it wait for one (new sessions cost PostGIS ~30 ms of CPU to warm up).")
 
     @field_validator("url", mode="before")
     @classmethod
@@ -129,6 +132,9 @@ class ServerSettings(_Section):
 
     host: str = "127.0.0.1"
     port: int = 8000
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Web origins other sites' pages may call the API from ('*' for any).")
 
 
 class FeaturesSettings(_Section):
@@ -139,6 +145,11 @@ class FeaturesSettings(_Section):
 
     default_limit: int = Field(default=10, ge=1)
     max_limit: int = Field(default=10_000, ge=1)
+    max_filter_nodes: int = Field(
+        default=200, ge=1, description="Most nodes (operators, names, literals) a CQL2 filter "
+        "may have; bigger ones are refused with 400.")
+    max_write_bytes: int = Field(default=5_000_000, ge=1_000,
+                                 description="Largest feature body a write accepts.")
 
     @field_validator("max_limit")
     @classmethod
@@ -156,6 +167,31 @@ class AccessSettings(_Section):
 
     anonymous_clearance: Literal["public", "internal", "restricted"] = Field(
         default="public", description="Highest classification served without a key.")
+    allow_anonymous: bool = Field(
+        default=True, description="Serve requests without a key (at anonymous_clearance).")
+
+
+class TilesSettings(_Section):
+    """The server-side vector tile cache: memory in front of an optional folder."""
+
+    model_config = SettingsConfigDict(env_prefix="CIM_TILES_", extra="ignore")
+    toml_section: ClassVar[str] = "tiles"
+
+    enabled: bool = Field(default=True, description="Serve tiles through the cache.")
+    cache_dir: Path | None = Field(
+        default=Path(".cim/tiles"), description="Folder of the disk cache; empty: memory only.")
+    memory_bytes: int = Field(default=256 * 2**20, ge=0,
+                              description="Bound of the in-memory cache, bytes.")
+
+    @field_validator("cache_dir", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("cache_dir")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser().resolve()
 
 
 class Settings:
@@ -163,6 +199,10 @@ class Settings:
 
     def __init__(self, **sections: Any) -> None:
         self._overrides = sections
+
+    def replace(self, **sections: Any) -> Settings:
+        """The same settings with the given sections replaced."""
+        return Settings(**{**self._overrides, **sections})
 
     def _section(self, name: str, cls: type[_Section]) -> Any:
         given = self._overrides.get(name)
@@ -193,6 +233,10 @@ class Settings:
     @cached_property
     def access(self) -> AccessSettings:
         return self._section("access", AccessSettings)
+
+    @cached_property
+    def tiles(self) -> TilesSettings:
+        return self._section("tiles", TilesSettings)
 
 
 def load_settings(**sections: Any) -> Settings:

@@ -10,27 +10,49 @@ definition time.)
 """
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import Engine
 
+from cim.access import Principal
 from cim.settings import FeaturesSettings
+from layers.cql2 import compile_filter, evaluation_errors, parse_filter
 from layers.crs import CRS84, Crs, bounds_in_crs84, resolve
 from layers.errors import InvalidParameter, NotFound
 from layers.features import ItemsQuery, TimeFilter, estimated_extent, read_feature, read_page
 from layers.model import LayerDefinition
+from layers.queryables import Queryables, load_queryables, parse_sortby, schema_document
 from layers.responses import cached
 
 GEOJSON = "application/geo+json"
+SCHEMA_JSON = "application/schema+json"
+QUERYABLES_REL = "http://www.opengis.net/def/rel/ogc/1.0/queryables"
 MAX_OFFSET = 2**31 - 1
 CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
     "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/crs",
+    "http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/create-replace-delete",
+    "http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/update",
+    "http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/features",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/filter",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/features-filter",
+    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-text",
+    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-json",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-cql2",
+    "http://www.opengis.net/spec/cql2/1.0/conf/advanced-comparison-operators",
+    "http://www.opengis.net/spec/cql2/1.0/conf/case-insensitive-comparison",
+    "http://www.opengis.net/spec/cql2/1.0/conf/property-property",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions-plus",
+    "http://www.opengis.net/spec/cql2/1.0/conf/spatial-functions",
+    "http://www.opengis.net/spec/cql2/1.0/conf/temporal-functions",
 ]
 
 
@@ -99,12 +121,12 @@ def _link(href: str, rel: str, kind: str, title: str = "") -> dict[str, str]:
     return link
 
 
-def features_router(visible: list[LayerDefinition], settings: FeaturesSettings,
-                    crs_offered: list[Crs]) -> APIRouter:
-    """Routes over the layers this reader may see (anything else is a 404), answering in
-    any of ``crs_offered`` (CRS84 first, the default)."""
+def features_router(catalog: list[LayerDefinition], settings: FeaturesSettings,
+                    crs_offered: list[Crs], principal: Callable[..., Principal]) -> APIRouter:
+    """Routes over the catalog, answering in any of ``crs_offered`` (CRS84 first, the
+    default). A layer the principal may not see is a 404, as if it did not exist."""
     router = APIRouter(tags=["OGC API - Features"])
-    layers = {layer.id: layer for layer in visible}
+    layers = {layer.id: layer for layer in catalog}
     crs_uris = [crs.uri for crs in crs_offered]
 
     def output_crs(crs: Annotated[str | None, Query(
@@ -115,9 +137,19 @@ def features_router(visible: list[LayerDefinition], settings: FeaturesSettings,
     def engine(request: Request) -> Engine:
         return request.app.state.engine
 
-    def layer_for(collectionId: str) -> LayerDefinition:  # named as in the OGC spec
+    typed: dict[str, Queryables] = {}
+
+    def queryables_of(layer: LayerDefinition, db: Engine) -> Queryables:
+        # Read once per layer: column types change only with a migration and a restart.
+        if layer.id not in typed:
+            with db.connect() as conn:
+                typed[layer.id] = load_queryables(conn, layer)
+        return typed[layer.id]
+
+    def layer_for(collectionId: str,  # named as in the OGC spec
+                  who: Annotated[Principal, Depends(principal)]) -> LayerDefinition:
         layer = layers.get(collectionId)
-        if layer is None:
+        if layer is None or not who.may_see(layer):
             raise NotFound(f"no collection {collectionId!r}")
         return layer
 
@@ -129,7 +161,8 @@ def features_router(visible: list[LayerDefinition], settings: FeaturesSettings,
             "id": layer.id, "title": layer.title, "description": layer.description,
             "itemType": "feature", "crs": crs_uris, "storageCrs": CRS84.uri,
             "links": [_link(here, "self", "application/json"),
-                      _link(f"{here}/items", "items", GEOJSON, "Items")],
+                      _link(f"{here}/items", "items", GEOJSON, "Items"),
+                      _link(f"{here}/queryables", QUERYABLES_REL, SCHEMA_JSON, "Queryables")],
         }
         if bbox is not None:
             body["extent"] = {"spatial": {"bbox": [bbox], "crs": CRS84.uri}}
@@ -142,11 +175,13 @@ def features_router(visible: list[LayerDefinition], settings: FeaturesSettings,
         return {"conformsTo": CONFORMANCE}
 
     @router.get("/collections", summary="Feature collections")
-    def collections(request: Request, db: Annotated[Engine, Depends(engine)]) -> JSONResponse:
+    def collections(request: Request, db: Annotated[Engine, Depends(engine)],
+                    who: Annotated[Principal, Depends(principal)]) -> JSONResponse:
         base = str(request.base_url).rstrip("/")
         return JSONResponse({
             "links": [_link(f"{base}/collections", "self", "application/json")],
-            "collections": [describe(layer, base, db) for layer in visible],
+            "collections": [describe(layer, base, db) for layer in catalog
+                            if who.may_see(layer)],
         })
 
     @router.get("/collections/{collectionId}", summary="One feature collection")
@@ -175,6 +210,17 @@ def features_router(visible: list[LayerDefinition], settings: FeaturesSettings,
         offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Features to skip.")] = 0,
         properties: Annotated[str | None, Query(
             description="Comma-separated property names to return.")] = None,
+        filter_: Annotated[str | None, Query(
+            alias="filter", description="A CQL2 condition over the collection's queryables.",
+            examples=["height > 30 AND use = 'office'"])] = None,
+        filter_lang: Annotated[Literal["cql2-text", "cql2-json"], Query(
+            alias="filter-lang", description="Encoding of filter.")] = "cql2-text",
+        filter_crs: Annotated[str | None, Query(
+            alias="filter-crs", description="CRS of the filter's geometries (default CRS84).",
+            examples=crs_uris)] = None,
+        sortby: Annotated[str | None, Query(
+            description="Queryables to sort by, comma-separated, each ascending or with a "
+            "leading - descending.", examples=["-height,name"])] = None,
     ) -> Response:
         wanted = None
         if properties is not None:
@@ -186,10 +232,17 @@ def features_router(visible: list[LayerDefinition], settings: FeaturesSettings,
                                        f"{layer.id} has {', '.join(sorted(known))}")
         size = min(limit or settings.default_limit, settings.max_limit)
         box_crs = resolve(bbox_crs, crs_offered, "bbox-crs")
+        geometry_crs = resolve(filter_crs, crs_offered, "filter-crs")
+        condition, order = None, ()
+        if filter_ is not None:  # parsed before the queryables are read: no database yet
+            tree = parse_filter(filter_, filter_lang, settings.max_filter_nodes)
+            condition = compile_filter(tree, queryables_of(layer, db), geometry_crs)
+        if sortby is not None:
+            order = parse_sortby(sortby, queryables_of(layer, db))
         query = ItemsQuery(bbox=parse_bbox(bbox, box_crs),
                            time=parse_datetime(datetime_), properties=wanted, limit=size,
-                           offset=offset, crs=crs)
-        with db.connect() as conn:
+                           offset=offset, crs=crs, filter=condition, sortby=order)
+        with db.connect() as conn, evaluation_errors(condition is not None):
             page = read_page(conn, layer, query)
         url = request.url
         links = [_link(str(url), "self", GEOJSON)]
@@ -209,7 +262,16 @@ def features_router(visible: list[LayerDefinition], settings: FeaturesSettings,
         )
         return cached(request, body, GEOJSON, headers=content_crs(crs))
 
-    @router.get("/collections/{collectionId}/items/{featureId}", summary="One feature",
+    @router.get("/collections/{collectionId}/queryables", summary="What filter and sortby "
+                "may name", response_class=Response,
+                responses={200: {"content": {SCHEMA_JSON: {}}}})
+    def queryables(request: Request, layer: Annotated[LayerDefinition, Depends(layer_for)],
+                   db: Annotated[Engine, Depends(engine)]) -> Response:
+        here = f"{str(request.base_url).rstrip('/')}/collections/{layer.id}/queryables"
+        return cached(request, json.dumps(schema_document(queryables_of(layer, db), here)),
+                      SCHEMA_JSON)
+
+    @router.get("/collections/{collectionId}/items/{featureId:path}", summary="One feature",
                 response_class=Response, responses={200: {"content": {GEOJSON: {}}}})
     def item(
         request: Request,
@@ -223,16 +285,17 @@ def features_router(visible: list[LayerDefinition], settings: FeaturesSettings,
         time = parse_datetime(datetime_)
         if time is not None and not time.instant:
             raise InvalidParameter("datetime on a single feature must be an instant")
-        feature = None
+        found = None
         if "\x00" not in featureId:  # PostgreSQL text cannot hold NUL: no such id exists
             with db.connect() as conn:
-                feature = read_feature(conn, layer, featureId, time, crs)
-        if feature is None:
+                found = read_feature(conn, layer, featureId, time, crs)
+        if found is None:
             raise NotFound(f"{layer.id} has no feature {featureId!r}")
+        feature, vid = found
         here = str(request.url.remove_query_params("datetime"))
         links = [_link(here, "self", GEOJSON),
                  _link(here.rsplit("/items/", 1)[0], "collection", "application/json")]
         body = feature[:-1] + ',"links":' + json.dumps(links) + "}"
-        return cached(request, body, GEOJSON, headers=content_crs(crs))
+        return cached(request, body, GEOJSON, headers=content_crs(crs), version=vid)
 
     return router

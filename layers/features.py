@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlalchemy import Connection, text
 
 from cim.schema.models import SRID
+from layers.cql2 import SqlFilter
 from layers.crs import CRS84, Crs
 from layers.model import LayerDefinition
 
@@ -36,6 +37,10 @@ class ItemsQuery:
     offset: int = 0
     ids: list[str] = field(default_factory=list)
     crs: Crs = CRS84
+    filter: SqlFilter | None = None
+    """A compiled CQL2 filter (:mod:`layers.cql2`)."""
+    sortby: tuple[tuple[str, bool], ...] = ()
+    """(catalog column, descending) pairs, before the id order that keeps pages stable."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,9 @@ def _conditions(layer: LayerDefinition, query: ItemsQuery) -> tuple[list[str], d
     if query.ids:
         where.append(f"t.{_q(layer.source.id_column)} = ANY(:ids)")
         params["ids"] = query.ids
+    if query.filter is not None:
+        where.append(f"({query.filter.sql})")
+        params.update(query.filter.params)
     return where or ["TRUE"], params
 
 
@@ -109,9 +117,12 @@ def _feature_sql(layer: LayerDefinition, properties: list[str] | None, crs: Crs 
 
 
 def read_page(conn: Connection, layer: LayerDefinition, query: ItemsQuery) -> Page:
-    """One page of features, in id order, and whether another page follows (no count)."""
+    """One page of features, in sortby then id order, and whether another page follows
+    (no count)."""
     where, params = _conditions(layer, query)
-    order = f"t.{_q(layer.source.id_column)}"
+    keys = [f"t.{_q(column)} {'DESC' if descending else 'ASC'}"
+            for column, descending in query.sortby]
+    order = ", ".join([*keys, f"t.{_q(layer.source.id_column)}"])
     if layer.source.versioned:
         order += ", t.valid_from"
     sql = (
@@ -128,12 +139,16 @@ def read_page(conn: Connection, layer: LayerDefinition, query: ItemsQuery) -> Pa
 
 
 def read_feature(conn: Connection, layer: LayerDefinition, feature_id: str,
-                 time: TimeFilter | None = None, crs: Crs = CRS84) -> str | None:
-    """One feature as GeoJSON text (the version current at ``time``), or None."""
+                 time: TimeFilter | None = None,
+                 crs: Crs = CRS84) -> tuple[str, int | None] | None:
+    """One feature as GeoJSON text (the version current at ``time``) and its version id
+    (None for unversioned sources), or None."""
     where, params = _conditions(layer, ItemsQuery(time=time, ids=[feature_id]))
-    sql = (f"SELECT ({_feature_sql(layer, None, crs)})::text FROM {_relation(layer)} t "
+    vid = "t.vid" if layer.source.versioned else "NULL::bigint"
+    sql = (f"SELECT ({_feature_sql(layer, None, crs)})::text, {vid} FROM {_relation(layer)} t "
            f"WHERE {' AND '.join(where)} ORDER BY t.{_q(layer.source.id_column)} LIMIT 1")
-    return conn.execute(text(sql), params).scalar()
+    row = conn.execute(text(sql), params).first()
+    return None if row is None else (row[0], row[1])
 
 
 def estimated_extent(conn: Connection, layer: LayerDefinition) -> list[float] | None:

@@ -88,6 +88,20 @@ class Style(_Strict):
         return self
 
 
+class TileOptions(_Strict):
+    """How much of a layer its vector tiles carry at low zooms (the tile's own weight).
+
+    Below ``detail_zoom`` a feature whose bounding box is under ``drop_below_px`` pixels in
+    both directions (a tile drawn 512 px wide) is left out: it would not show, yet it costs
+    a transform, a clip and its bytes. From ``detail_zoom`` on, tiles hold every feature."""
+
+    id_min_zoom: int = Field(
+        default=0, ge=0, le=MAX_ZOOM,
+        description="Zoom from which features carry their text id (always their version id).")
+    drop_below_px: float = Field(default=0.0, ge=0, le=64)
+    detail_zoom: int = Field(default=16, ge=0, le=MAX_ZOOM)
+
+
 class LayerDefinition(_Strict):
     """One thematic layer of the catalog."""
 
@@ -102,6 +116,7 @@ class LayerDefinition(_Strict):
     style: Style
     classification: Classification = Classification.public
     attribution: str | None = None
+    tiles: TileOptions = Field(default_factory=TileOptions)
 
     @model_validator(mode="after")
     def _consistent(self) -> LayerDefinition:

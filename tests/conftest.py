@@ -22,7 +22,13 @@ from cim.db.engine import ensure_database, make_engine
 from cim.ingest.pipeline import ImportOptions, import_file
 from cim.schema.migrate import upgrade
 from cim.schema.models import SCHEMA, Base
-from cim.settings import CitySettings, DatabaseSettings, Settings, StorageSettings
+from cim.settings import (
+    CitySettings,
+    DatabaseSettings,
+    Settings,
+    StorageSettings,
+    TilesSettings,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -46,7 +52,8 @@ def settings(workdir: Path) -> Iterator[Settings]:
         cluster.start()
         ensure_database(database)
     yield Settings(database=database, city=CitySettings(),
-                   storage=StorageSettings(root=workdir / "files"))
+                   storage=StorageSettings(root=workdir / "files"),
+                   tiles=TilesSettings(cache_dir=workdir / "tiles"))
     if cluster is not None:
         cluster.destroy()
 
@@ -91,3 +98,11 @@ def internal_pipe(engine: Engine, tmp_path: Path) -> str:
     pipes.to_file(path, driver="GPKG")
     import_file(engine, path, ImportOptions(layer="drainage_pipes", source="t"), city_crs=4547)
     return "t:p1"
+
+
+def object_ids(engine: Engine, tile_layer: dict) -> list[str]:
+    """The object ids of a decoded MVT buildings layer. Low-zoom tiles carry only each
+    feature's version id (its MVT id), so the text id is looked up by it."""
+    with engine.connect() as conn:
+        ids = dict(conn.execute(text("SELECT vid, id FROM cim.buildings")).all())
+    return [ids[f["id"]] for f in tile_layer["features"]]

@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 from pyproj import Transformer
 
-from tests.test_features_api import N_BUILDINGS, client, city  # noqa: F401 (fixtures)
+from tests import test_features_api
+from tests.test_features_api import N_BUILDINGS
 from tests.test_import_formats import X0, Y0
 
 EPSG = "http://www.opengis.net/def/crs/EPSG/0/"
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+city, client = test_features_api.city, test_features_api.client  # fixtures
 
 
 def corner_near(client, expected: list[float], **params) -> tuple[list[float], str]:

@@ -9,11 +9,13 @@ import pytest
 from fastapi.testclient import TestClient
 from pyproj import Transformer
 from shapely.geometry import box
+from sqlalchemy import text
 
 from cim.app import create_app
 from cim.history import update_object
 from cim.ingest.pipeline import ImportOptions, import_file
 from tests.test_import_formats import X0, Y0, write
+from tests.test_tile_cache import wait_for_eviction
 
 WEB_MERCATOR = morecantile.tms.get("WebMercatorQuad")
 LON, LAT = Transformer.from_crs(4547, 4326, always_xy=True).transform(X0 + 50, Y0 + 10)
@@ -54,6 +56,23 @@ def test_base_map_tile_has_public_layers_with_properties_by_zoom(client):
     at14 = decode(client, tile_url(14))
     assert "name" not in at14["buildings"]["features"][0]["properties"]
     assert at14["buildings"]["features"][0]["properties"]["height"] in (12.0, 30.0)
+
+
+def test_low_zooms_carry_less(client, engine, tmp_path):
+    """Below the layer's detail zoom: no sub-pixel footprints and no text ids, only the
+    version id that every feature carries as its MVT id."""
+    shed = gpd.GeoDataFrame({"bid": ["S"], "height": [2.5]},
+                            geometry=[box(X0 + 40, Y0, X0 + 42, Y0 + 2)], crs="EPSG:4547")
+    import_file(engine, write(shed, tmp_path / "s.gpkg", "GPKG"),
+                ImportOptions(layer="buildings", id_field="bid", source="t"), city_crs=4547)
+    at13 = decode(client, tile_url(13))["buildings"]["features"]
+    assert sorted(f["properties"]["height"] for f in at13) == [12.0, 30.0]  # no 2 m shed
+    assert all("id" not in f["properties"] and isinstance(f["id"], int) for f in at13)
+    at15 = decode(client, tile_url(15))["buildings"]["features"]
+    assert sorted(f["properties"]["id"] for f in at15) == ["t:B0", "t:B1", "t:S"]
+    with engine.connect() as conn:
+        vids = set(conn.scalars(text("SELECT vid FROM cim.buildings")))
+    assert {f["id"] for f in at15} == vids
 
 
 def test_zoom_range_and_empty_tiles(client):
@@ -121,7 +140,9 @@ def test_tiles_and_items_revalidate_with_etags(client, engine):
     item = client.get("/collections/buildings/items/t:B0")
     assert client.get("/collections/buildings/items/t:B0",
                       headers={"If-None-Match": item.headers["etag"]}).status_code == 304
+    generation = client.app.state.tile_cache.generation
     with engine.begin() as conn:
         update_object(conn, "buildings", "t:B0", {"height": 50.0})
+    wait_for_eviction(client, generation)  # the tile cache learns of the edit by NOTIFY
     changed = client.get(tile_url(16), headers={"If-None-Match": etag})
     assert changed.status_code == 200 and changed.headers["etag"] != etag

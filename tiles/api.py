@@ -1,12 +1,18 @@
 """OGC API - Tiles (vector) over the layer catalog, with TileJSON 3.0.
 
-``tiles_router(layers, name)`` serves Mapbox Vector Tiles of all given layers together (the
-base map) and of each one alone, on the TileMatrixSets morecantile defines that we enable.
+``tiles_router(catalog, name, principal)`` serves Mapbox Vector Tiles of every layer the
+reader may see together (the base map) and of each one alone, on the TileMatrixSets
+morecantile defines that we enable; a layer the reader may not see is a 404, and is absent
+from the base map, TileJSON and style.
+Tiles go through the server-side cache (``app.state.tile_cache``, None when disabled) and
+are sent gzip-compressed as stored to clients that accept it; ``X-Cache`` says hit or miss.
 
 (No postponed annotations here: FastAPI resolves the route closures' dependencies at
 definition time.)
 """
 
+import gzip
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import morecantile
@@ -14,10 +20,12 @@ from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import Engine
 
+from cim.access import Principal
 from layers.errors import NotFound
 from layers.model import MAX_ZOOM, LayerDefinition
 from layers.responses import cached
-from tiles.mvt import render_tile
+from tiles.cache import TileCache, Tileset, cached_tile
+from tiles.metadata import attribution, vector_layers, zoom_range
 from tiles.style import style_document
 
 MVT = "application/vnd.mapbox-vector-tile"
@@ -25,12 +33,37 @@ TILE_MATRIX_SETS = ("WebMercatorQuad",)
 """Grids served; morecantile has the definitions (a CGCS2000 grid is one more entry)."""
 
 
-def tiles_router(visible: list[LayerDefinition], name: str) -> APIRouter:
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether an ``Accept-Encoding`` header admits gzip (explicitly or by ``*``)."""
+    for item in accept_encoding.lower().split(","):
+        coding, _, params = item.partition(";")
+        if coding.strip() not in ("gzip", "*"):
+            continue
+        weight = params.strip()
+        if not weight.startswith("q="):
+            return True
+        try:
+            return float(weight[2:]) > 0
+        except ValueError:
+            return False
+    return False
+
+
+def tiles_router(catalog: list[LayerDefinition], name: str,
+                 principal: Callable[..., Principal]) -> APIRouter:
     router = APIRouter(tags=["OGC API - Tiles"])
-    layers = {layer.id: layer for layer in visible}
+    layers = {layer.id: layer for layer in catalog}
+
+    def visible(who: Annotated[Principal, Depends(principal)]) -> list[LayerDefinition]:
+        return [layer for layer in catalog if who.may_see(layer)]
+
+    Visible = Annotated[list[LayerDefinition], Depends(visible)]
 
     def engine(request: Request) -> Engine:
         return request.app.state.engine
+
+    def tile_cache(request: Request) -> TileCache | None:
+        return getattr(request.app.state, "tile_cache", None)
 
     def grid(tileMatrixSetId: str) -> morecantile.TileMatrixSet:  # named as in the OGC spec
         if tileMatrixSetId not in TILE_MATRIX_SETS:
@@ -38,22 +71,28 @@ def tiles_router(visible: list[LayerDefinition], name: str) -> APIRouter:
                            f"served: {', '.join(TILE_MATRIX_SETS)}")
         return morecantile.tms.get(tileMatrixSetId)
 
-    def layer_for(collectionId: str) -> LayerDefinition:  # named as in the OGC spec
+    def layer_for(collectionId: str,  # named as in the OGC spec
+                  who: Annotated[Principal, Depends(principal)]) -> LayerDefinition:
         layer = layers.get(collectionId)
-        if layer is None:
+        if layer is None or not who.may_see(layer):
             raise NotFound(f"no collection {collectionId!r}")
         return layer
 
-    def tile(request: Request, db: Engine, chosen: list[LayerDefinition],
+    def tile(request: Request, db: Engine, tileset: Tileset, chosen: list[LayerDefinition],
              tms: morecantile.TileMatrixSet, z: int, x: int, y: int) -> Response:
         matrix = tms.matrix(z)
         if not (0 <= x < matrix.matrixWidth and 0 <= y < matrix.matrixHeight):
             raise NotFound(f"tile {z}/{x}/{y} lies outside the {tms.id} matrix")
-        with db.connect() as conn:
-            data = render_tile(conn, chosen, tms, z, x, y)
+        data, hit = cached_tile(tile_cache(request), db, tileset, chosen, tms, z, x, y)
+        headers = {"X-Cache": "hit" if hit else "miss", "Vary": "Accept-Encoding"}
         if not data:
-            return Response(status_code=204)
-        return cached(request, data, MVT)
+            return Response(status_code=204, headers=headers)
+        # Stored compressed: a client that takes gzip costs no CPU, others are inflated for.
+        if accepts_gzip(request.headers.get("accept-encoding", "")):
+            headers["Content-Encoding"] = "gzip"
+        else:
+            data = gzip.decompress(data)
+        return cached(request, data, MVT, headers=headers)
 
     Zoom = Annotated[int, Path(ge=0, le=MAX_ZOOM)]
     Index = Annotated[int, Path(ge=0)]
@@ -61,9 +100,10 @@ def tiles_router(visible: list[LayerDefinition], name: str) -> APIRouter:
     @router.get("/tiles/{tileMatrixSetId}/{z}/{x}/{y}", summary="Base map tile: every layer",
                 response_class=Response, responses={200: {"content": {MVT: {}}}})
     def base_tile(request: Request, tms: Annotated[morecantile.TileMatrixSet, Depends(grid)],
-                  z: Zoom, x: Index, y: Index,
-                  db: Annotated[Engine, Depends(engine)]) -> Response:
-        return tile(request, db, visible, tms, z, x, y)
+                  z: Zoom, x: Index, y: Index, db: Annotated[Engine, Depends(engine)],
+                  seen: Visible) -> Response:
+        base_map = Tileset.base_map(layer.id for layer in seen)
+        return tile(request, db, base_map, seen, tms, z, x, y)
 
     @router.get("/collections/{collectionId}/tiles/{tileMatrixSetId}/{z}/{x}/{y}",
                 summary="Tile of one collection", response_class=Response,
@@ -72,34 +112,29 @@ def tiles_router(visible: list[LayerDefinition], name: str) -> APIRouter:
                         layer: Annotated[LayerDefinition, Depends(layer_for)],
                         tms: Annotated[morecantile.TileMatrixSet, Depends(grid)], z: Zoom,
                         x: Index, y: Index, db: Annotated[Engine, Depends(engine)]) -> Response:
-        return tile(request, db, [layer], tms, z, x, y)
+        return tile(request, db, Tileset.collection(layer.id), [layer], tms, z, x, y)
 
     @router.get("/tiles/{tileMatrixSetId}/tilejson.json", summary="TileJSON 3.0 of the base map")
-    def tilejson(request: Request,
-                 tms: Annotated[morecantile.TileMatrixSet, Depends(grid)]) -> JSONResponse:
+    def tilejson(request: Request, tms: Annotated[morecantile.TileMatrixSet, Depends(grid)],
+                 seen: Visible) -> JSONResponse:
         base = str(request.base_url).rstrip("/")
-        attributions = sorted({layer.attribution for layer in visible if layer.attribution})
+        minzoom, maxzoom = zoom_range(seen)
         body: dict[str, Any] = {
             "tilejson": "3.0.0",
             "name": f"{name} base map",
             "scheme": "xyz",
             "tiles": [f"{base}/tiles/{tms.id}/{{z}}/{{x}}/{{y}}"],
-            "minzoom": min((layer.min_zoom for layer in visible), default=0),
-            "maxzoom": max((layer.max_zoom for layer in visible), default=MAX_ZOOM),
-            "attribution": "; ".join(attributions),
-            "vector_layers": [
-                {"id": layer.id, "description": layer.title, "minzoom": layer.min_zoom,
-                 "maxzoom": layer.max_zoom,
-                 "fields": {p.name: p.title for p in layer.properties}}
-                for layer in visible
-            ],
+            "minzoom": minzoom,
+            "maxzoom": maxzoom,
+            "attribution": attribution(seen),
+            "vector_layers": vector_layers(seen),
         }
         return JSONResponse(body)
 
     @router.get("/styles/default", summary="MapLibre style of the whole catalog")
-    def style(request: Request) -> JSONResponse:
+    def style(request: Request, seen: Visible) -> JSONResponse:
         base = str(request.base_url).rstrip("/")
         tilejson_url = f"{base}/tiles/{TILE_MATRIX_SETS[0]}/tilejson.json"
-        return JSONResponse(style_document(visible, f"{name} base map", tilejson_url))
+        return JSONResponse(style_document(seen, f"{name} base map", tilejson_url))
 
     return router

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
+from cim.access import AccessError, KeyNotFound
 from cim.db.errors import DatabaseError
 from cim.history import HistoryError, ObjectNotFound
 from cim.ingest.errors import ImportRejected, IngestError
 from cim.settings import ConfigFileError
+from tiles.errors import TileError, UnknownLayer
 
 EXIT_CODES: dict[type[Exception], int] = {
     ImportRejected: 3,
     IngestError: 2,
     ObjectNotFound: 4,
+    UnknownLayer: 4,
+    KeyNotFound: 4,
+    AccessError: 2,
     HistoryError: 2,
+    TileError: 2,
     DatabaseError: 5,
     ConfigFileError: 6,
     ValidationError: 6,  # a setting with a wrong value

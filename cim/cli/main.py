@@ -16,7 +16,9 @@ from cim.cli.db import db_app, engine_for
 from cim.cli.demo import demo_app
 from cim.cli.errors import exit_code
 from cim.cli.flood import flood_app
+from cim.cli.keys import keys_app
 from cim.cli.progress import console, progress_bar
+from cim.cli.tiles import tiles_app
 from cim.cli.traffic import traffic_app
 from cim.ingest.errors import ImportRejected
 from cim.ingest.report import ImportReport
@@ -31,7 +33,9 @@ app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 app.add_typer(demo_app, name="demo")
+app.add_typer(tiles_app, name="tiles")
 app.add_typer(flood_app, name="flood")
+app.add_typer(keys_app, name="keys")
 app.add_typer(traffic_app, name="traffic")
 
 LAYERS = ", ".join(sorted(CITY_CLASSES))

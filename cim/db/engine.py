@@ -56,7 +56,10 @@ def make_engine(settings: DatabaseSettings, **kwargs) -> Engine:
     if settings.statement_timeout_ms:
         options += f" -c statement_timeout={settings.statement_timeout_ms}"
     log.debug("connecting to %s", redacted(url))
-    return create_engine(url, connect_args={"options": options}, **kwargs)
+    # No overflow: connections opened past the pool are closed on return, and a server
+    # under load would then pay for a fresh session on most requests.
+    pool = {"pool_size": settings.pool_size, "max_overflow": 0}
+    return create_engine(url, connect_args={"options": options}, **{**pool, **kwargs})
 
 
 def ensure_database(settings: DatabaseSettings) -> None:

@@ -1,0 +1,275 @@
+"""OGC API - Features Part 4: create, replace, update and delete, through the city's history.
+
+Every write is a new version (``cim.history``), never an update in place, and is appended to
+the audit log in the same transaction, so a failed write leaves nothing behind. Writes need
+a key whose role may edit and whose clearance covers the layer; ``If-Match`` with an ETag
+from a read makes the write fail with 412 if someone else changed the object since.
+
+(No postponed annotations here: FastAPI resolves the route closures' dependencies at
+definition time.)
+"""
+
+import json
+import uuid
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+import shapely
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pyproj import Transformer
+from shapely.geometry import shape
+from shapely.geometry.base import BaseGeometry
+from sqlalchemy import Connection, Engine, text
+
+from cim.access import Principal
+from cim.history import (
+    create_object,
+    delete_object,
+    model_for,
+    read_object,
+    update_object,
+)
+from cim.ingest.load import qualified
+from cim.schema.models import CITY_CLASSES, SRID
+from cim.settings import FeaturesSettings
+from layers.crs import CRS84, Crs, resolve
+from layers.errors import (
+    Forbidden,
+    InvalidParameter,
+    NotFound,
+    NotWritable,
+    PreconditionFailed,
+    Unauthorized,
+)
+from layers.model import LayerDefinition
+from layers.responses import versions_matched
+
+API_SOURCE = "api"
+"""The source of objects created through the API: their ids are ``api:...``."""
+Action = Literal["create", "replace", "update", "delete"]
+
+
+class FeatureIn(BaseModel):
+    """A GeoJSON Feature as a client sends it (foreign members are ignored)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["Feature"]
+    id: str | int | None = None
+    geometry: dict[str, Any] | None = None
+    properties: dict[str, Any] | None = None
+
+
+def writable(layer: LayerDefinition) -> bool:
+    """Layers read straight from a versioned city table take writes; views do not."""
+    src = layer.source
+    return src.versioned and src.schema_ == "cim" and src.relation in CITY_CLASSES \
+        and src.id_column == "id" and src.geometry == "geom"
+
+
+def _geometry(geojson: dict[str, Any] | None, crs: Crs) -> BaseGeometry:
+    if geojson is None:
+        raise InvalidParameter("the feature has no geometry")
+    try:
+        geometry = shape(geojson)
+    except Exception as exc:  # shapely raises several types for malformed GeoJSON
+        raise InvalidParameter(f"geometry is not valid GeoJSON: {exc}") from None
+    if geometry.is_empty:
+        raise InvalidParameter("the geometry is empty")
+    if crs.northing_first:
+        geometry = shapely.transform(geometry, lambda a, b: (b, a), interleaved=False)
+    if crs.srid != SRID:
+        to_storage = Transformer.from_crs(crs.srid, SRID, always_xy=True)
+        geometry = shapely.transform(geometry, to_storage.transform, interleaved=False)
+    return geometry
+
+
+def _default(column: Any) -> Any:
+    """The column's server default as a value (the schema's defaults are plain literals)."""
+    literal = str(column.server_default.arg)
+    return literal == "true" if column.type.python_type is bool \
+        else column.type.python_type(literal)
+
+
+def _typed(column: Any, name: str, value: Any) -> Any:
+    """The value if it fits the column's type (JSON numbers for numbers, and so on); a
+    missing value is the column's default, or NULL."""
+    if value is None:
+        if column.nullable:
+            return None
+        if column.server_default is None:
+            raise InvalidParameter(f"{name} cannot be null")
+        return _default(column)
+    expected = column.type.python_type
+    fits = (isinstance(value, bool) if expected is bool
+            else isinstance(value, int | float) and not isinstance(value, bool)
+            if expected is float
+            else isinstance(value, int) and not isinstance(value, bool) if expected is int
+            else isinstance(value, str) if expected is str
+            else False)
+    if not fits:
+        raise InvalidParameter(f"{name}: {json.dumps(value)[:40]} is not a "
+                               f"{expected.__name__}")
+    return value
+
+
+def _changes(layer: LayerDefinition, feature: FeatureIn, crs: Crs,
+             replace: bool) -> dict[str, Any]:
+    """Column values from a feature's properties and geometry, checked against the layer.
+
+    ``replace`` sets every exposed property the feature leaves out to NULL (PUT); otherwise
+    only what the feature names changes (PATCH)."""
+    exposed = {p.name: p.source_column for p in layer.properties}
+    given = feature.properties or {}
+    unknown = sorted(set(given) - set(exposed))
+    if unknown:
+        raise InvalidParameter(f"{layer.id} has no properties {', '.join(unknown)}; "
+                               f"it has {', '.join(sorted(exposed))}")
+    fixed = sorted(name for name, column in exposed.items()
+                   if column in layer.source.where and name in given
+                   and given[name] != layer.source.where[column])
+    if fixed:
+        raise InvalidParameter(f"{', '.join(fixed)} defines the {layer.id} layer and cannot "
+                               "change")
+    table = model_for(layer.source.relation).__table__
+    names = exposed if replace else {n: exposed[n] for n in given}
+    changes = {column: _typed(table.columns[column], name, given.get(name))
+               for name, column in names.items() if column not in layer.source.where}
+    if replace or feature.geometry is not None:
+        changes["geom"] = _geometry(feature.geometry, crs)
+    return changes
+
+
+def _audit(conn: Connection, who: Principal, action: Action, layer: str, object_id: str,
+           before: int | None, after: int | None) -> None:
+    """Append the write, with both versions as JSON (geometry as GeoJSON), to the log."""
+    table = qualified(model_for(layer))
+    version = ("(SELECT to_jsonb(v) - 'geom' - 'geom_3d' || jsonb_build_object('geometry', "
+               f"ST_AsGeoJSON(v.geom)::jsonb) FROM {table} v WHERE v.vid = :{{}})")
+    conn.execute(text(
+        "INSERT INTO cim.audit_log (actor, action, layer, object_id, before_vid, after_vid, "
+        f"before, after) VALUES (:actor, :action, :layer, :id, :before, :after, "
+        f"{version.format('before')}, {version.format('after')})"
+    ), {"actor": who.name, "action": action, "layer": layer, "id": object_id,
+        "before": before, "after": after})
+
+
+def transactions_router(catalog: list[LayerDefinition], settings: FeaturesSettings,
+                        crs_offered: list[Crs],
+                        principal: Callable[..., Principal]) -> APIRouter:
+    router = APIRouter(tags=["OGC API - Features: writes"])
+    layers = {layer.id: layer for layer in catalog}
+
+    def engine(request: Request) -> Engine:
+        return request.app.state.engine
+
+    def editable(collectionId: str,  # named as in the OGC spec
+                 who: Annotated[Principal, Depends(principal)]) -> LayerDefinition:
+        layer = layers.get(collectionId)
+        if layer is None or not who.may_see(layer):
+            raise NotFound(f"no collection {collectionId!r}")
+        if who.anonymous:
+            raise Unauthorized("writes need an editor's API key (Authorization: Bearer KEY)")
+        if not who.may_edit:
+            raise Forbidden(f"the {who.role} role cannot edit; an editor key is needed")
+        if not writable(layer):
+            raise NotWritable(f"{layer.id} is computed from other data and takes no writes")
+        return layer
+
+    async def feature_in(request: Request,
+                         content_crs: Annotated[str | None, Header(
+                             description="CRS of the geometry sent (default CRS84).")] = None,
+                         ) -> tuple[FeatureIn, Crs]:
+        body = await request.body()
+        if len(body) > settings.max_write_bytes:
+            raise InvalidParameter(f"the feature is {len(body):,} bytes; at most "
+                                   f"{settings.max_write_bytes:,} are accepted")
+        try:
+            feature = FeatureIn.model_validate_json(body)
+        except ValidationError as exc:
+            raise InvalidParameter("the body is not a GeoJSON Feature: "
+                                   + "; ".join(e["msg"] for e in exc.errors()[:3])) from None
+        crs = CRS84 if content_crs is None else resolve(content_crs.strip("<> "), crs_offered,
+                                                         "Content-Crs")
+        return feature, crs
+
+    def current(conn: Connection, layer: LayerDefinition, feature_id: str,
+                if_match: str | None) -> int:
+        """The object's current version id, checked against ``If-Match``."""
+        row = read_object(conn, layer.source.relation, feature_id) \
+            if "\x00" not in feature_id else None
+        if row is None or any(row.get(c) != v for c, v in layer.source.where.items()):
+            raise NotFound(f"{layer.id} has no feature {feature_id!r}")
+        matched = versions_matched(if_match) if if_match is not None else None
+        if matched is not None and row["vid"] not in matched:
+            raise PreconditionFailed(f"{feature_id} has changed since it was read (version "
+                                     f"{row['vid']} is current); read it again")
+        return int(row["vid"])
+
+    IfMatch = Annotated[str | None, Header(
+        description="An ETag from a read: the write fails (412) if the object changed.")]
+    Layer = Annotated[LayerDefinition, Depends(editable)]
+    Who = Annotated[Principal, Depends(principal)]
+    Body = Annotated[tuple[FeatureIn, Crs], Depends(feature_in)]
+    written = {"description": "Written; ETag names the new version."}
+
+    def saved(request: Request, layer: LayerDefinition, object_id: str, vid: int,
+              status: int) -> Response:
+        location = f"{str(request.base_url).rstrip('/')}/collections/{layer.id}/items/{object_id}"
+        return Response(status_code=status, headers={"Location": location,
+                                                     "ETag": f'"{vid}-written"'})
+
+    @router.post("/collections/{collectionId}/items", status_code=201,
+                 summary="Add a feature", responses={201: written})
+    def create(request: Request, layer: Layer, who: Who, body: Body,
+               db: Annotated[Engine, Depends(engine)]) -> Response:
+        feature, crs = body
+        values = _changes(layer, feature, crs, replace=True)
+        values.update(layer.source.where)
+        source_id = str(feature.id) if feature.id is not None else uuid.uuid4().hex
+        with db.begin() as conn:
+            object_id, vid = create_object(conn, layer.source.relation, API_SOURCE, source_id,
+                                           values)
+            _audit(conn, who, "create", layer.source.relation, object_id, None, vid)
+        return saved(request, layer, object_id, vid, 201)
+
+    def write(request: Request, layer: LayerDefinition, who: Principal, feature_id: str,
+              if_match: str | None, changes: dict[str, Any], action: Action) -> Response:
+        if action != "delete" and not changes:
+            raise InvalidParameter("the feature names no property or geometry to change")
+        with engine(request).begin() as conn:
+            before = current(conn, layer, feature_id, if_match)
+            if action == "delete":
+                delete_object(conn, layer.source.relation, feature_id)
+                _audit(conn, who, action, layer.source.relation, feature_id, before, None)
+                return Response(status_code=204)
+            vid = update_object(conn, layer.source.relation, feature_id, changes)
+            _audit(conn, who, action, layer.source.relation, feature_id, before, vid)
+        return saved(request, layer, feature_id, vid, 200)
+
+    @router.put("/collections/{collectionId}/items/{featureId:path}", summary="Replace a feature",
+                responses={200: written})
+    def replace(request: Request, featureId: str, layer: Layer, who: Who, body: Body,
+                if_match: IfMatch = None) -> Response:
+        feature, crs = body
+        return write(request, layer, who, featureId, if_match,
+                     _changes(layer, feature, crs, replace=True), "replace")
+
+    @router.patch("/collections/{collectionId}/items/{featureId:path}",
+                  summary="Change some properties or the geometry of a feature",
+                  responses={200: written})
+    def update(request: Request, featureId: str, layer: Layer, who: Who, body: Body,
+               if_match: IfMatch = None) -> Response:
+        feature, crs = body
+        return write(request, layer, who, featureId, if_match,
+                     _changes(layer, feature, crs, replace=False), "update")
+
+    @router.delete("/collections/{collectionId}/items/{featureId:path}", status_code=204,
+                   summary="Delete a feature (its history stays)")
+    def delete(request: Request, featureId: str, layer: Layer, who: Who,
+               if_match: IfMatch = None) -> Response:
+        return write(request, layer, who, featureId, if_match, {}, "delete")
+
+    return router

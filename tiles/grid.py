@@ -1,0 +1,47 @@
+"""Which tiles of a TileMatrixSet a lon/lat envelope touches, at any zoom, without listing them.
+
+Ranges are computed from the matrix definition (origin, cell size), so evicting a 1 km area
+at zoom 22 costs the same as at zoom 0.
+"""
+
+from __future__ import annotations
+
+import math
+
+import morecantile
+
+BBox = tuple[float, float, float, float]
+"""west, south, east, north (lon/lat) or left, bottom, right, top (grid CRS)."""
+TileRange = tuple[int, int, int, int]
+"""x0, y0, x1, y1, inclusive."""
+
+
+def project(tms: morecantile.TileMatrixSet, bbox: BBox) -> BBox | None:
+    """The lon/lat ``bbox`` in the grid's CRS, clipped to the grid (None if outside it)."""
+    limits = tms.bbox
+    west, south = max(bbox[0], limits.left), max(bbox[1], limits.bottom)
+    east, north = min(bbox[2], limits.right), min(bbox[3], limits.top)
+    if west > east or south > north:
+        return None
+    left, bottom = tms.xy(west, south)
+    right, top = tms.xy(east, north)
+    return left, bottom, right, top
+
+
+def tile_range(tms: morecantile.TileMatrixSet, z: int, xy: BBox, margin: float) -> TileRange:
+    """Tiles at zoom ``z`` within ``margin`` (a fraction of a tile) of the projected ``xy``."""
+    matrix = tms.matrix(z)
+    origin_x, origin_y = matrix.pointOfOrigin
+    if tms._invert_axis:  # the origin is written in the CRS's axis order (lat, lon)
+        origin_x, origin_y = origin_y, origin_x
+    width = matrix.cellSize * matrix.tileWidth
+    height = matrix.cellSize * matrix.tileHeight
+    left, bottom, right, top = xy
+
+    def clamp(value: float, size: int) -> int:
+        return min(max(math.floor(value), 0), size - 1)
+
+    return (clamp((left - origin_x) / width - margin, matrix.matrixWidth),
+            clamp((origin_y - top) / height - margin, matrix.matrixHeight),
+            clamp((right - origin_x) / width + margin, matrix.matrixWidth),
+            clamp((origin_y - bottom) / height + margin, matrix.matrixHeight))

@@ -1,0 +1,199 @@
+"""Keeps the tile cache true to the database: reads ``cim.changes`` and evicts what changed.
+
+A listener thread holds its own connection with ``LISTEN cim_changes`` (the triggers of
+migration 0003 notify it at each commit) and, on each notification, reads the changes
+committed since the last snapshot it read at: rows whose transaction that snapshot did not
+see. That is exact whatever order transactions commit in, and the snapshot is persisted in
+the cache folder, so a restarted server first evicts what changed while it was down.
+
+Each change's relation maps to the catalog layers drawn from it, views resolved to the tables
+under them (``sensors_latest`` reads ``sensors`` and ``observations``). While the listener is
+not connected and caught up, the cache is inactive: it cannot know what to evict.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import threading
+from collections import defaultdict
+from pathlib import Path
+
+import psycopg
+from sqlalchemy import Engine
+
+from cim.settings import TilesSettings
+from layers.catalog import Catalog
+from tiles.cache import TileCache
+from tiles.grid import BBox
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "cim_changes"
+STATE_FILE = "changes.json"
+SAFETY_POLL_S = 30.0
+"""Read the changes now and then even without a notification (cheap: an index probe)."""
+RETRY_S = 5.0
+WAKE_S = 0.5
+"""How often the listener looks up from waiting to see whether it should stop."""
+
+VIEW_SOURCES = """
+    SELECT DISTINCT v.relname, t.relname FROM pg_rewrite r
+    JOIN pg_class v ON v.oid = r.ev_class
+    JOIN pg_namespace vn ON vn.oid = v.relnamespace
+    JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+        AND d.refclassid = 'pg_class'::regclass
+    JOIN pg_class t ON t.oid = d.refobjid
+    JOIN pg_namespace tn ON tn.oid = t.relnamespace
+    WHERE vn.nspname = 'cim' AND tn.nspname = 'cim' AND t.oid <> v.oid
+"""
+CHANGES = """
+    SELECT relation, ST_XMin(envelope), ST_YMin(envelope), ST_XMax(envelope),
+           ST_YMax(envelope)
+    FROM cim.changes
+    WHERE txid >= pg_snapshot_xmin(%(since)s::pg_snapshot)
+      AND NOT pg_visible_in_snapshot(txid, %(since)s::pg_snapshot)
+"""
+
+
+def layers_by_relation(conn: psycopg.Connection, catalog: Catalog) -> dict[str, set[str]]:
+    """For each table of ``cim``, the catalog layers whose source reads it."""
+    under: dict[str, set[str]] = defaultdict(set)
+    for view, table in conn.execute(VIEW_SOURCES):
+        under[view].add(table)
+
+    def tables(relation: str, seen: frozenset[str] = frozenset()) -> set[str]:
+        if relation not in under or relation in seen:
+            return {relation}
+        return {t for source in under[relation] for t in tables(source, seen | {relation})}
+
+    found: dict[str, set[str]] = defaultdict(set)
+    for layer in catalog:
+        for table in tables(layer.source.relation):
+            found[table].add(layer.id)
+    return dict(found)
+
+
+class Invalidator:
+    """Feeds ``cache`` the database's changes: at start-up, then as they are committed."""
+
+    def __init__(self, engine: Engine, catalog: Catalog, cache: TileCache,
+                 folder: Path | None) -> None:
+        self.cache, self.catalog, self.root = cache, catalog, folder
+        self._conninfo = engine.url.set(drivername="postgresql").render_as_string(
+            hide_password=False)
+        self._since: str | None = None
+        self._epoch: str | None = None
+        self._layers: dict[str, set[str]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Catch up now if the database answers (else the thread keeps trying), then listen."""
+        try:
+            self.sync()
+        except psycopg.Error as exc:
+            log.error("tile cache inactive until the database answers: %s", exc)
+        self._thread = threading.Thread(target=self._listen, name="tile-invalidation",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self.cache.active = False
+
+    def sync(self) -> int:
+        """Apply every change committed so far; returns how many tiles were evicted."""
+        with psycopg.connect(self._conninfo, autocommit=True) as conn:
+            return self._catch_up(conn)
+
+    def _listen(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self._conninfo, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    self._catch_up(conn)  # whatever was committed before LISTEN took effect
+                    waited = 0.0
+                    while not self._stop.is_set():
+                        notified = any(True for _ in conn.notifies(timeout=WAKE_S,
+                                                                   stop_after=1))
+                        waited = 0.0 if notified else waited + WAKE_S
+                        if notified or waited >= SAFETY_POLL_S:
+                            self._catch_up(conn)
+                            waited = 0.0
+            except psycopg.Error as exc:
+                self.cache.active = False  # changes may be missed until we are back
+                log.warning("tile invalidation lost its connection (%s); retrying", exc)
+                self._stop.wait(RETRY_S)
+
+    def _catch_up(self, conn: psycopg.Connection) -> int:
+        with self._lock:
+            epoch = str(conn.execute("SELECT epoch FROM cim.change_feed").fetchone()[0])
+            if epoch != self._epoch:
+                self._attach(conn, epoch)
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            try:
+                snapshot = conn.execute("SELECT pg_current_snapshot()::text").fetchone()[0]
+                rows = conn.execute(CHANGES, {"since": self._since}).fetchall()
+            finally:
+                conn.execute("COMMIT")
+            evicted = self._evict(rows)
+            self._since = snapshot
+            if rows:
+                self._save()
+            self.cache.active = True
+            return evicted
+
+    def _attach(self, conn: psycopg.Connection, epoch: str) -> None:
+        """Bind the cache to this database: its folder, its layers, where we left off."""
+        self._layers = layers_by_relation(conn, self.catalog)
+        folder = self.root / epoch if self.root is not None else None
+        since = None
+        if folder is not None:
+            try:
+                since = json.loads((folder / STATE_FILE).read_text())["snapshot"]
+            except (OSError, ValueError, KeyError):
+                # Tiles without a record of what they have seen cannot be trusted.
+                shutil.rmtree(folder, ignore_errors=True)
+        if since is None:  # nothing cached yet: every committed change is already in the data
+            since = conn.execute("SELECT pg_current_snapshot()::text").fetchone()[0]
+        self.cache.attach(folder)
+        self._epoch, self._since = epoch, since
+        self._save()
+
+    def _evict(self, rows: list[tuple]) -> int:
+        by_relation: dict[str, list[BBox]] = defaultdict(list)
+        for relation, *bbox in rows:
+            by_relation[relation].append(tuple(bbox))
+        evicted = 0
+        for relation, bboxes in by_relation.items():
+            layers = self._layers.get(relation)
+            if layers:
+                evicted += self.cache.evict(layers, bboxes)
+        if rows:
+            log.info("tile cache: %d changes, %d tiles evicted", len(rows), evicted)
+        return evicted
+
+    def _save(self) -> None:
+        if self.cache.folder is None:
+            return
+        self.cache.folder.mkdir(parents=True, exist_ok=True)
+        state = self.cache.folder / STATE_FILE
+        temporary = state.with_name(f".{STATE_FILE}.{threading.get_ident()}")
+        temporary.write_text(json.dumps({"snapshot": self._since}))
+        temporary.replace(state)
+
+
+def start_tile_cache(engine: Engine, catalog: Catalog,
+                     settings: TilesSettings) -> Invalidator | None:
+    """The cache with its invalidation running (None when the cache is disabled)."""
+    if not settings.enabled:
+        return None
+    invalidator = Invalidator(engine, catalog, TileCache(settings.memory_bytes),
+                              settings.cache_dir)
+    invalidator.start()
+    return invalidator
