@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from cim.access import Principal, Role, principal_for
@@ -24,7 +25,13 @@ def principal_dependency(access: AccessSettings) -> Callable[..., Principal]:
     anonymous = Principal("anonymous", Role.viewer, Classification(access.anonymous_clearance),
                           anonymous=True)
 
-    def principal(
+    def lookup(request: Request, secret: str) -> Principal | None:
+        with request.app.state.engine.connect() as conn:
+            return principal_for(conn, secret)
+
+    # Async so an anonymous request (every cached tile) never waits for a worker thread;
+    # only a key's database lookup goes to one.
+    async def principal(
         request: Request,
         bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
         api_key: Annotated[str | None, Depends(_api_key)],
@@ -35,8 +42,7 @@ def principal_dependency(access: AccessSettings) -> Callable[..., Principal]:
                 raise Unauthorized("this server needs an API key (Authorization: Bearer KEY "
                                    "or X-API-Key: KEY)")
             return anonymous
-        with request.app.state.engine.connect() as conn:
-            who = principal_for(conn, secret)
+        who = await run_in_threadpool(lookup, request, secret)
         if who is None:
             raise Unauthorized("unknown or revoked API key")
         return who

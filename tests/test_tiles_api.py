@@ -16,6 +16,7 @@ from cim.history import update_object
 from cim.ingest.pipeline import ImportOptions, import_file
 from tests.test_import_formats import X0, Y0, write
 from tests.test_tile_cache import wait_for_eviction
+from tiles.grid import GRIDS
 
 WEB_MERCATOR = morecantile.tms.get("WebMercatorQuad")
 LON, LAT = Transformer.from_crs(4547, 4326, always_xy=True).transform(X0 + 50, Y0 + 10)
@@ -75,6 +76,17 @@ def test_low_zooms_carry_less(client, engine, tmp_path):
     assert {f["id"] for f in at15} == vids
 
 
+def test_the_cgcs2000_grid(client):
+    grids = client.get("/tileMatrixSets").json()["tileMatrixSets"]
+    assert [g["id"] for g in grids] == ["WebMercatorQuad", "CGCS2000Quad"]
+    definition = client.get("/tileMatrixSets/CGCS2000Quad").json()
+    assert "4490" in definition["crs"] and definition["tileMatrices"][0]["matrixWidth"] == 2
+    t = GRIDS.get("CGCS2000Quad").tile(LON, LAT, 16)
+    tile = decode(client, f"/tiles/CGCS2000Quad/16/{t.x}/{t.y}")
+    assert len(tile["buildings"]["features"]) == 2
+    assert client.get("/tiles/CGCS2000Quad/tilejson.json").status_code == 404
+
+
 def test_zoom_range_and_empty_tiles(client):
     assert client.get(tile_url(12)).status_code == 204  # buildings start at zoom 13
     assert client.get("/tiles/WebMercatorQuad/16/0/0").status_code == 204
@@ -91,7 +103,8 @@ def test_collection_tiles(client):
     [
         ("/tiles/WebMercatorQuad/2/4/0", 404),
         ("/tiles/WebMercatorQuad/2/0/4", 404),
-        ("/tiles/CGCS2000Quad/2/0/0", 404),
+        ("/tiles/WorldCRS84Quad/2/0/0", 404),
+        ("/tiles/CGCS2000Quad/2/8/0", 404),
         ("/tiles/WebMercatorQuad/99/0/0", 400),
         ("/tiles/WebMercatorQuad/2/-1/0", 400),
         ("/tiles/WebMercatorQuad/a/0/0", 400),
@@ -140,9 +153,8 @@ def test_tiles_and_items_revalidate_with_etags(client, engine):
     item = client.get("/collections/buildings/items/t:B0")
     assert client.get("/collections/buildings/items/t:B0",
                       headers={"If-None-Match": item.headers["etag"]}).status_code == 304
-    generation = client.app.state.tile_cache.generation
     with engine.begin() as conn:
         update_object(conn, "buildings", "t:B0", {"height": 50.0})
-    wait_for_eviction(client, generation)  # the tile cache learns of the edit by NOTIFY
+    wait_for_eviction(client, tile_url(16))  # the tile cache learns of the edit by NOTIFY
     changed = client.get(tile_url(16), headers={"If-None-Match": etag})
     assert changed.status_code == 200 and changed.headers["etag"] != etag

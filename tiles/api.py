@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import morecantile
 from fastapi import APIRouter, Depends, Path, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import Engine
 
@@ -24,13 +25,12 @@ from cim.access import Principal
 from layers.errors import NotFound
 from layers.model import MAX_ZOOM, LayerDefinition
 from layers.responses import cached
-from tiles.cache import TileCache, Tileset, cached_tile
+from tiles.cache import TileCache, TileKey, Tileset, cached_tile
+from tiles.grid import GRIDS, SERVED
 from tiles.metadata import attribution, vector_layers, zoom_range
 from tiles.style import style_document
 
 MVT = "application/vnd.mapbox-vector-tile"
-TILE_MATRIX_SETS = ("WebMercatorQuad",)
-"""Grids served; morecantile has the definitions (a CGCS2000 grid is one more entry)."""
 
 
 def accepts_gzip(accept_encoding: str) -> bool:
@@ -54,36 +54,41 @@ def tiles_router(catalog: list[LayerDefinition], name: str,
     router = APIRouter(tags=["OGC API - Tiles"])
     layers = {layer.id: layer for layer in catalog}
 
-    def visible(who: Annotated[Principal, Depends(principal)]) -> list[LayerDefinition]:
+    # The dependencies and tile routes are async: a cache hit is served on the event loop
+    # without a hop to a worker thread; only a render (database work) goes to one.
+    async def visible(who: Annotated[Principal, Depends(principal)]) -> list[LayerDefinition]:
         return [layer for layer in catalog if who.may_see(layer)]
 
     Visible = Annotated[list[LayerDefinition], Depends(visible)]
 
-    def engine(request: Request) -> Engine:
+    async def engine(request: Request) -> Engine:
         return request.app.state.engine
 
-    def tile_cache(request: Request) -> TileCache | None:
-        return getattr(request.app.state, "tile_cache", None)
-
-    def grid(tileMatrixSetId: str) -> morecantile.TileMatrixSet:  # named as in the OGC spec
-        if tileMatrixSetId not in TILE_MATRIX_SETS:
+    async def grid(tileMatrixSetId: str) -> morecantile.TileMatrixSet:  # as in the OGC spec
+        if tileMatrixSetId not in SERVED:
             raise NotFound(f"no tile matrix set {tileMatrixSetId!r}; "
-                           f"served: {', '.join(TILE_MATRIX_SETS)}")
-        return morecantile.tms.get(tileMatrixSetId)
+                           f"served: {', '.join(SERVED)}")
+        return GRIDS.get(tileMatrixSetId)
 
-    def layer_for(collectionId: str,  # named as in the OGC spec
-                  who: Annotated[Principal, Depends(principal)]) -> LayerDefinition:
+    async def layer_for(collectionId: str,  # named as in the OGC spec
+                        who: Annotated[Principal, Depends(principal)]) -> LayerDefinition:
         layer = layers.get(collectionId)
         if layer is None or not who.may_see(layer):
             raise NotFound(f"no collection {collectionId!r}")
         return layer
 
-    def tile(request: Request, db: Engine, tileset: Tileset, chosen: list[LayerDefinition],
-             tms: morecantile.TileMatrixSet, z: int, x: int, y: int) -> Response:
+    async def tile(request: Request, db: Engine, tileset: Tileset,
+                   chosen: list[LayerDefinition], tms: morecantile.TileMatrixSet,
+                   z: int, x: int, y: int) -> Response:
         matrix = tms.matrix(z)
         if not (0 <= x < matrix.matrixWidth and 0 <= y < matrix.matrixHeight):
             raise NotFound(f"tile {z}/{x}/{y} lies outside the {tms.id} matrix")
-        data, hit = cached_tile(tile_cache(request), db, tileset, chosen, tms, z, x, y)
+        cache: TileCache | None = getattr(request.app.state, "tile_cache", None)
+        data = cache.in_memory(TileKey(tileset.name, tms.id, z, x, y)) if cache else None
+        hit = data is not None
+        if data is None:
+            data, hit = await run_in_threadpool(cached_tile, cache, db, tileset, chosen, tms,
+                                                z, x, y)
         headers = {"X-Cache": "hit" if hit else "miss", "Vary": "Accept-Encoding"}
         if not data:
             return Response(status_code=204, headers=headers)
@@ -99,24 +104,29 @@ def tiles_router(catalog: list[LayerDefinition], name: str,
 
     @router.get("/tiles/{tileMatrixSetId}/{z}/{x}/{y}", summary="Base map tile: every layer",
                 response_class=Response, responses={200: {"content": {MVT: {}}}})
-    def base_tile(request: Request, tms: Annotated[morecantile.TileMatrixSet, Depends(grid)],
-                  z: Zoom, x: Index, y: Index, db: Annotated[Engine, Depends(engine)],
-                  seen: Visible) -> Response:
+    async def base_tile(request: Request,
+                        tms: Annotated[morecantile.TileMatrixSet, Depends(grid)],
+                        z: Zoom, x: Index, y: Index, db: Annotated[Engine, Depends(engine)],
+                        seen: Visible) -> Response:
         base_map = Tileset.base_map(layer.id for layer in seen)
-        return tile(request, db, base_map, seen, tms, z, x, y)
+        return await tile(request, db, base_map, seen, tms, z, x, y)
 
     @router.get("/collections/{collectionId}/tiles/{tileMatrixSetId}/{z}/{x}/{y}",
                 summary="Tile of one collection", response_class=Response,
                 responses={200: {"content": {MVT: {}}}})
-    def collection_tile(request: Request,
-                        layer: Annotated[LayerDefinition, Depends(layer_for)],
-                        tms: Annotated[morecantile.TileMatrixSet, Depends(grid)], z: Zoom,
-                        x: Index, y: Index, db: Annotated[Engine, Depends(engine)]) -> Response:
-        return tile(request, db, Tileset.collection(layer.id), [layer], tms, z, x, y)
+    async def collection_tile(request: Request,
+                              layer: Annotated[LayerDefinition, Depends(layer_for)],
+                              tms: Annotated[morecantile.TileMatrixSet, Depends(grid)],
+                              z: Zoom, x: Index, y: Index,
+                              db: Annotated[Engine, Depends(engine)]) -> Response:
+        return await tile(request, db, Tileset.collection(layer.id), [layer], tms, z, x, y)
 
     @router.get("/tiles/{tileMatrixSetId}/tilejson.json", summary="TileJSON 3.0 of the base map")
     def tilejson(request: Request, tms: Annotated[morecantile.TileMatrixSet, Depends(grid)],
                  seen: Visible) -> JSONResponse:
+        if tms.id != "WebMercatorQuad":
+            raise NotFound("TileJSON describes Web Mercator tiles only; for "
+                           f"{tms.id} read /tileMatrixSets/{tms.id}")
         base = str(request.base_url).rstrip("/")
         minzoom, maxzoom = zoom_range(seen)
         body: dict[str, Any] = {
@@ -131,10 +141,23 @@ def tiles_router(catalog: list[LayerDefinition], name: str,
         }
         return JSONResponse(body)
 
+    @router.get("/tileMatrixSets", summary="The tile matrix sets served")
+    def tile_matrix_sets(request: Request) -> JSONResponse:
+        base = str(request.base_url).rstrip("/")
+        return JSONResponse({"tileMatrixSets": [
+            {"id": tms_id, "title": GRIDS.get(tms_id).title,
+             "links": [{"href": f"{base}/tileMatrixSets/{tms_id}", "rel": "self",
+                        "type": "application/json"}]} for tms_id in SERVED]})
+
+    @router.get("/tileMatrixSets/{tileMatrixSetId}", summary="One tile matrix set (2.0)")
+    def tile_matrix_set(
+            tms: Annotated[morecantile.TileMatrixSet, Depends(grid)]) -> JSONResponse:
+        return JSONResponse(tms.model_dump(exclude_none=True, mode="json"))
+
     @router.get("/styles/default", summary="MapLibre style of the whole catalog")
     def style(request: Request, seen: Visible) -> JSONResponse:
         base = str(request.base_url).rstrip("/")
-        tilejson_url = f"{base}/tiles/{TILE_MATRIX_SETS[0]}/tilejson.json"
+        tilejson_url = f"{base}/tiles/WebMercatorQuad/tilejson.json"
         return JSONResponse(style_document(seen, f"{name} base map", tilejson_url))
 
     return router

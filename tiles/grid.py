@@ -9,6 +9,14 @@ from __future__ import annotations
 import math
 
 import morecantile
+from pyproj import CRS
+
+CGCS2000_QUAD = morecantile.TileMatrixSet.custom(
+    [-180, -90, 180, 90], CRS.from_epsg(4490), id="CGCS2000Quad", matrix_scale=[2, 1],
+    title="CGCS2000 geographic quad: two tiles at zoom 0, as China's national base maps")
+GRIDS = morecantile.tms.register({CGCS2000_QUAD.id: CGCS2000_QUAD})
+"""morecantile's grids and ours; the API serves ``SERVED`` of them."""
+SERVED = ("WebMercatorQuad", CGCS2000_QUAD.id)
 
 BBox = tuple[float, float, float, float]
 """west, south, east, north (lon/lat) or left, bottom, right, top (grid CRS)."""
