@@ -14,7 +14,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from sqlalchemy import text
 
@@ -23,6 +24,7 @@ from cim.db.engine import make_engine
 from cim.db.errors import DatabaseError
 from cim.demo.load import ATTRIBUTION
 from cim.history import HistoryError, ObjectExists, ObjectNotFound
+from cim.observability import Metrics, RequestObserver
 from cim.schema.migrate import current_revision, head_revision
 from cim.settings import Settings, load_settings
 from layers.api import features_router
@@ -41,6 +43,7 @@ from layers.errors import (
 from layers.transactions import transactions_router
 from tiles.api import tiles_router
 from tiles.invalidation import start_tile_cache
+from tiles.threed.api import threed_router, tilesets_folder
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +128,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                            "If-Match", "If-None-Match"],
             expose_headers=["ETag", "Location", "Content-Crs", "X-Cache"])
 
+    metrics = Metrics()
+    app.add_middleware(RequestObserver, metrics=metrics)  # outermost: sees every answer
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response,
+             responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+    def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
     for error, (status, code) in ERRORS.items():
         def handler(request: Request, exc: Exception, status: int = status,
                     code: str = code) -> JSONResponse:
@@ -138,6 +149,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(transactions_router(list(catalog), settings.features, crs_offered,
                                            principal))
     app.include_router(tiles_router(list(catalog), settings.city.name, principal))
+    app.include_router(threed_router(list(catalog), tilesets_folder(settings.storage.root),
+                                     principal))
 
     @app.get("/", response_model=Landing, summary="Landing page")
     def landing(request: Request) -> Landing:

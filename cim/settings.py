@@ -132,6 +132,7 @@ class ServerSettings(_Section):
 
     host: str = "127.0.0.1"
     port: int = 8000
+    workers: int = Field(default=1, ge=1, description="Server processes for `cim serve`.")
     cors_origins: list[str] = Field(
         default_factory=list,
         description="Web origins other sites' pages may call the API from ('*' for any).")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import ValidationError
 
 from cim.access import AccessError, KeyNotFound
+from cim.backup import BackupError
 from cim.db.errors import DatabaseError
 from cim.history import HistoryError, ObjectNotFound
 from cim.ingest.errors import ImportRejected, IngestError
@@ -21,6 +22,7 @@ EXIT_CODES: dict[type[Exception], int] = {
     HistoryError: 2,
     TileError: 2,
     DatabaseError: 5,
+    BackupError: 5,
     ConfigFileError: 6,
     ValidationError: 6,  # a setting with a wrong value
 }

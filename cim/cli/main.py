@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from cim.cli.backup import backup_command, restore_command
 from cim.cli.db import db_app, engine_for
 from cim.cli.demo import demo_app
 from cim.cli.errors import exit_code
@@ -37,6 +38,9 @@ app.add_typer(tiles_app, name="tiles")
 app.add_typer(flood_app, name="flood")
 app.add_typer(keys_app, name="keys")
 app.add_typer(traffic_app, name="traffic")
+
+app.command("backup")(backup_command)
+app.command("restore")(restore_command)
 
 LAYERS = ", ".join(sorted(CITY_CLASSES))
 IMPORT_LAYERS = f"{LAYERS}, observations (CSV)"
@@ -184,15 +188,20 @@ def serve(
     ctx: typer.Context,
     host: Annotated[str | None, typer.Option(help="Interface (default CIM_SERVER_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default CIM_SERVER_PORT).")] = None,
+    workers: Annotated[int | None, typer.Option(
+        min=1, help="Server processes, one per core is best (default CIM_SERVER_WORKERS).")]
+    = None,
 ) -> None:
-    """Serve the platform's HTTP API."""
+    """Serve the platform's HTTP API (JSON logs, one line per request, on stderr)."""
     import uvicorn
 
-    from cim.app import create_app
+    from cim.observability import LOG_CONFIG
 
     settings: Settings = ctx.obj
-    uvicorn.run(create_app(settings), host=host or settings.server.host,
-                port=port or settings.server.port, log_level="info")
+    # Each worker builds the app from the same settings (environment and cim.toml).
+    uvicorn.run("cim.app:create_app", factory=True, host=host or settings.server.host,
+                port=port or settings.server.port, workers=workers or settings.server.workers,
+                log_config=LOG_CONFIG, access_log=False)
 
 
 def main() -> None:

@@ -22,8 +22,11 @@ from tiles.export import FORMATS, pmtiles_order, write_mbtiles, write_pmtiles
 from tiles.invalidation import Invalidator
 from tiles.metadata import attribution, vector_layers
 from tiles.pyramid import Progress, check_zooms, data_bbox, parse_bbox, render_all, tiles_in
+from tiles.threed.api import tilesets_folder
+from tiles.threed.build import build_buildings
 
-tiles_app = typer.Typer(help="Vector tiles: seed the server's cache, export PMTiles/MBTiles.",
+tiles_app = typer.Typer(help="Vector tiles: seed the server's cache, export PMTiles/MBTiles; "
+                        "3D Tiles of the buildings.",
                         no_args_is_help=True)
 GRID = "WebMercatorQuad"
 
@@ -145,3 +148,28 @@ def export(
         engine.dispose()
     console.print(f"{written:,} tiles ({len(tiles) - written:,} empty left out) written to "
                   f"{out} ({out.stat().st_size / 2**20:.1f} MiB)")
+
+
+@tiles_app.command("build-3d")
+def build_3d(
+    ctx: typer.Context,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Folder of the tileset (default: the one the server reads, "
+        "STORAGE_ROOT/3dtiles/buildings).")] = None,
+    full: Annotated[bool, typer.Option(
+        "--full", help="Rewrite every tile, not only those whose buildings changed.")] = False,
+) -> None:
+    """Build the buildings' OGC 3D Tiles 1.1 (tileset.json + glb); reruns rewrite only the
+    tiles whose buildings changed since."""
+    settings: Settings = ctx.obj
+    folder = out or tilesets_folder(settings.storage.root) / "buildings"
+    engine = engine_for(settings)
+    try:
+        with progress_bar("3D tiles") as progress:
+            report = build_buildings(engine, folder, progress, full=full)
+    finally:
+        engine.dispose()
+    console.print(f"{report.buildings:,} buildings in {report.tiles:,} tiles: "
+                  f"{report.written:,} written, {report.removed:,} removed, "
+                  f"{report.tiles - report.written:,} unchanged, in {report.seconds:.1f} s "
+                  f"({folder})")
