@@ -4,14 +4,14 @@
 CIM := .venv/bin/cim
 
 up:
-	scripts/bootstrap.sh
+	scripts/bootstrap.sh --with-viewer
 	$(CIM) db start
 	$(CIM) db upgrade
 	$(CIM) demo load
 	$(CIM) serve
 
 test:
-	scripts/bootstrap.sh --with-gdal
+	scripts/bootstrap.sh --with-gdal --with-viewer --with-browser
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
 
 bench:

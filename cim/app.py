@@ -44,6 +44,7 @@ from layers.transactions import transactions_router
 from tiles.api import tiles_router
 from tiles.invalidation import start_tile_cache
 from tiles.threed.api import threed_router, tilesets_folder
+from viewer.serve import mount_viewer
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +152,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tiles_router(list(catalog), settings.city.name, principal))
     app.include_router(threed_router(list(catalog), tilesets_folder(settings.storage.root),
                                      principal))
+    # Browsers asking for / get the web viewer; JSON clients keep the landing page.
+    mount_viewer(app)
 
     @app.get("/", response_model=Landing, summary="Landing page")
     def landing(request: Request) -> Landing:

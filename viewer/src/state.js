@@ -1,0 +1,41 @@
+// The shareable state lives in the URL hash:
+//   #view=zoom/lat/lon/bearing/pitch&layers=id,id&select=collection:featureId
+// Absent parts keep their defaults (the home view, every layer on, nothing selected).
+
+const round = (value, digits) => Number(value.toFixed(digits));
+
+export function readHash(hash = location.hash) {
+  const params = new URLSearchParams(hash.replace(/^#/, ''));
+  const state = {};
+  const view = (params.get('view') || '').split('/').map(Number);
+  if (view.length === 5 && view.every(Number.isFinite)) {
+    const [zoom, lat, lon, bearing, pitch] = view;
+    state.view = {zoom, center: [lon, lat], bearing, pitch};
+  }
+  if (params.has('layers')) state.layers = params.get('layers').split(',').filter(Boolean);
+  const select = params.get('select');
+  const colon = select ? select.indexOf(':') : -1;
+  if (colon > 0) state.select = {collection: select.slice(0, colon), id: select.slice(colon + 1)};
+  return state;
+}
+
+export function formatHash({view, layers, select}) {
+  const parts = [];
+  if (view) {
+    const [lon, lat] = view.center;
+    parts.push('view=' + [round(view.zoom, 2), round(lat, 6), round(lon, 6),
+      round(view.bearing, 1), round(view.pitch, 1)].join('/'));
+  }
+  // Layer ids are [a-z0-9_]; only a feature id needs escaping.
+  if (layers) parts.push('layers=' + layers.join(','));
+  if (select) parts.push(`select=${select.collection}:${encodeURIComponent(select.id)}`);
+  return '#' + parts.join('&');
+}
+
+// replaceState, not location.hash: moving the map must not fill the back button's history.
+// The URL is made absolute from the page's address: a bare '#...' would resolve against
+// the page's <base> (the assets' folder).
+export function writeHash(state) {
+  const hash = formatHash(state);
+  if (hash !== location.hash) history.replaceState(null, '', new URL(hash, location.href));
+}
