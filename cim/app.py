@@ -41,6 +41,9 @@ from layers.errors import (
     ogc_exception,
 )
 from layers.transactions import transactions_router
+from simulation.flood.api import scenarios_router
+from simulation.flood.errors import FloodInputError, ScenarioConflict, ScenarioNotFound
+from simulation.flood.jobs import Worker
 from tiles.api import tiles_router
 from tiles.invalidation import start_tile_cache
 from tiles.threed.api import threed_router, tilesets_folder
@@ -54,12 +57,15 @@ ERRORS: dict[type[Exception], tuple[int, str]] = {
     RequestValidationError: (400, "InvalidParameterValue"),
     HistoryError: (400, "InvalidParameterValue"),
     AccessError: (400, "InvalidParameterValue"),
+    FloodInputError: (400, "InvalidParameterValue"),
     Unauthorized: (401, "Unauthorized"),
     Forbidden: (403, "Forbidden"),
     NotFound: (404, "NotFound"),
     ObjectNotFound: (404, "NotFound"),
+    ScenarioNotFound: (404, "NotFound"),
     NotWritable: (405, "MethodNotAllowed"),
     ObjectExists: (409, "Conflict"),
+    ScenarioConflict: (409, "Conflict"),
     PreconditionFailed: (412, "PreconditionFailed"),
     DatabaseError: (503, "ServiceUnavailable"),
 }
@@ -107,7 +113,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         invalidator = start_tile_cache(app.state.engine, catalog, settings.tiles)
         app.state.tile_invalidator = invalidator
         app.state.tile_cache = invalidator.cache if invalidator is not None else None
+        # Scenario jobs run on a thread beside the requests (the solver releases the GIL).
+        worker = Worker(app.state.engine, settings.storage.root, settings.city.crs)
+        worker.start()
+        app.state.scenario_worker = worker
         yield
+        worker.stop()
         if invalidator is not None:
             invalidator.stop()
         app.state.engine.dispose()
@@ -152,8 +163,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tiles_router(list(catalog), settings.city.name, principal))
     app.include_router(threed_router(list(catalog), tilesets_folder(settings.storage.root),
                                      principal))
-    # Browsers asking for / get the web viewer; JSON clients keep the landing page.
-    mount_viewer(app)
+    app.include_router(scenarios_router(settings, principal))
 
     @app.get("/", response_model=Landing, summary="Landing page")
     def landing(request: Request) -> Landing:
@@ -191,4 +201,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse(body.model_dump(),
                             status_code=200 if revision == head_revision() else 503)
 
+    # Browsers asking for / get the web viewer; JSON clients keep the landing page.
+    mount_viewer(app)
     return app

@@ -1,5 +1,5 @@
 """``cim flood``: waterlogging runs. ``grid`` runs any DEM with no database; ``storm`` writes a
-design-storm hyetograph."""
+design-storm hyetograph; ``run`` runs a scenario on the city model and publishes it."""
 
 from __future__ import annotations
 
@@ -30,6 +30,23 @@ def parse_duration(text: str) -> float:
     if seconds <= 0:
         raise ValueError(f"the time {text!r} must be positive")
     return seconds
+
+
+def parse_length(text: str) -> float:
+    """Metres from '2m', '2.5 m' or a bare number."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*m?\s*", text.lower())
+    if not match:
+        raise ValueError(f"cannot read the length {text!r}: use e.g. 2m")
+    return float(match.group(1))
+
+
+def parse_area(text: str) -> tuple[float, float, float, float]:
+    """``west,south,east,north`` in degrees."""
+    try:
+        west, south, east, north = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"cannot read the area {text!r}: use W,S,E,N in degrees") from None
+    return west, south, east, north
 
 
 def _fail(message: str) -> typer.Exit:
@@ -117,3 +134,66 @@ def storm(
     hyetograph.to_csv(out)
     console.print(f"{WUHAN.name} formula ({WUHAN.note}): {hyetograph.total_mm:.1f} mm, peak "
                   f"{hyetograph.peak_mm_h:.1f} mm/h; written to {out}")
+
+
+@flood_app.command("run")
+def run(
+    ctx: typer.Context,
+    return_period: Annotated[float, typer.Option(help="Return period, years (1-100).")] = 50.0,
+    duration: Annotated[str, typer.Option(help="Storm duration, 1-24 h, e.g. 2h.")] = "2h",
+    cell: Annotated[str, typer.Option(help="Cell size, 1-10 m, e.g. 2m.")] = "2m",
+    area: Annotated[str | None, typer.Option(help="W,S,E,N in degrees (default: the DEM's "
+                                             "extent).")] = None,
+    peak: Annotated[float, typer.Option(help="Chicago peak position r (0-1).")] = 0.4,
+    after: Annotated[str | None, typer.Option(help="Simulated time after the rain, e.g. "
+                                              "30min.")] = None,
+    every: Annotated[str, typer.Option(help="Interval of the depth rasters.")] = "10min",
+    precision: Annotated[str, typer.Option(help="float64 or float32.")] = "float64",
+    name: Annotated[str | None, typer.Option(help="A name for the scenario.")] = None,
+) -> None:
+    """Run a design-storm scenario on the city model in the foreground and publish it."""
+    import getpass
+
+    from pydantic import ValidationError
+
+    from cim.cli.db import engine_for
+    from simulation.flood import jobs
+    from simulation.flood.errors import FloodInputError
+    from simulation.flood.scenario import FloodInputs, check_inputs
+
+    settings = ctx.obj
+    try:
+        inputs = FloodInputs(
+            name=name, return_period=return_period, duration_h=parse_duration(duration) / 3600,
+            peak=peak, after_h=parse_duration(after) / 3600 if after else 0.0,
+            cell_m=parse_length(cell), area=parse_area(area) if area else None,
+            map_every_min=parse_duration(every) / 60, precision=precision)
+    except ValidationError as exc:
+        raise _fail("; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                              for e in exc.errors())) from None
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    engine = engine_for(settings)
+    root, crs = settings.storage.root, settings.city.crs
+    try:
+        with engine.connect() as conn:
+            try:
+                check_inputs(conn, inputs, root, crs)
+            except FloodInputError as exc:
+                raise _fail(str(exc)) from None
+            scenario_id = jobs.start_now(conn, inputs, f"cli:{getpass.getuser()}")
+            console.print(f"scenario {scenario_id}")
+            with progress_bar(f"scenario {scenario_id}") as step:
+                jobs.execute(conn, root, crs, scenario_id, inputs, on_progress=step)
+            record = jobs.get(conn, scenario_id)
+    finally:
+        engine.dispose()
+    console.print(record.log.rstrip())
+    if record.status != "succeeded":
+        console.print(f"[red]scenario {scenario_id} {record.status}:[/] {record.error}")
+        raise typer.Exit(1)
+    out = record.outputs
+    console.print(f"scenario {scenario_id} succeeded: {out['buildings']} buildings and "
+                  f"{out['hotspots']} hotspots affected, roads {out['roads']}, about "
+                  f"{out['people']} people; rasters in "
+                  f"{root / 'scenarios' / str(scenario_id)}")

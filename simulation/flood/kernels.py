@@ -4,7 +4,8 @@ Layout: depths ``h`` and beds ``z`` on cells (ny, nx), row 0 at the top (north);
 discharges ``qx`` (ny, nx + 1) on vertical faces, positive eastwards, face j between cells
 j − 1 and j; ``qy`` (ny + 1, nx) on horizontal faces, positive southwards (increasing row).
 The outermost faces are the domain edges. Each kernel runs rows in parallel (prange) and
-compiles once per dtype (float32 or float64), cached on disk.
+compiles once per dtype (float32 or float64), cached on disk, and releases the GIL so a
+server can run a scenario on a thread and still answer requests.
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ def _n2(n: np.ndarray, i: int, j: int, i2: int, j2: int) -> float:
     return m * m
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def fluxes(h: np.ndarray, z: np.ndarray, n: np.ndarray, active: np.ndarray,
            qx: np.ndarray, qy: np.ndarray, qx_new: np.ndarray, qy_new: np.ndarray,
            dt: float, dx: float, dy: float, theta: float, h_min: float,
@@ -170,7 +171,7 @@ def fluxes(h: np.ndarray, z: np.ndarray, n: np.ndarray, active: np.ndarray,
                     qy_new[ny, j] = 0.0
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def limit_outflow(h: np.ndarray, active: np.ndarray, qx: np.ndarray, qy: np.ndarray,
                   rain: float, dt: float, dx: float, dy: float, factor: np.ndarray) -> int:
     """Per cell, the fraction of its outflows it can supply this step; returns how many < 1.
@@ -194,7 +195,7 @@ def limit_outflow(h: np.ndarray, active: np.ndarray, qx: np.ndarray, qy: np.ndar
     return limited
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def scale_outflow(qx: np.ndarray, qy: np.ndarray, factor: np.ndarray) -> None:
     """Scale each face's discharge by the factor of the cell it leaves (inflows untouched)."""
     ny, nx = factor.shape
@@ -214,15 +215,17 @@ def scale_outflow(qx: np.ndarray, qy: np.ndarray, factor: np.ndarray) -> None:
                 qy[i, j] = q * factor[i, j]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def update_depths(h: np.ndarray, active: np.ndarray, qx: np.ndarray, qy: np.ndarray,
-                  rain: float, infiltration: float, dt: float, dx: float, dy: float,
-                  h_max: np.ndarray) -> tuple[float, float]:
+                  rain: float, infiltration: float, pervious: np.ndarray, dt: float, dx: float,
+                  dy: float, h_max: np.ndarray) -> tuple[float, float]:
     """Continuity (Bates 2010 eq. 3) plus rain, minus infiltration up to what the cell holds.
 
+    ``pervious`` scales the infiltration per cell (a (1, 1) array: the same everywhere).
     Returns the infiltrated depth summed over cells and the deepest cell.
     """
     ny, nx = h.shape
+    uniform = pervious.shape[0] == 1 and pervious.shape[1] == 1
     infiltrated = 0.0
     deepest = 0.0
     for i in prange(ny):
@@ -230,8 +233,9 @@ def update_depths(h: np.ndarray, active: np.ndarray, qx: np.ndarray, qy: np.ndar
             if active[i, j]:
                 d = h[i, j] + rain + dt * ((qx[i, j] - qx[i, j + 1]) / dx
                                            + (qy[i, j] - qy[i + 1, j]) / dy)
-                if infiltration > 0.0 and d > 0.0:
-                    taken = min(infiltration, d)
+                loss = infiltration * (pervious[0, 0] if uniform else pervious[i, j])
+                if loss > 0.0 and d > 0.0:
+                    taken = min(loss, d)
                     d -= taken
                     infiltrated += taken
                 h[i, j] = d
@@ -241,7 +245,7 @@ def update_depths(h: np.ndarray, active: np.ndarray, qx: np.ndarray, qy: np.ndar
     return infiltrated, deepest
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def edge_exchange(qx: np.ndarray, qy: np.ndarray, dx: float, dy: float) -> tuple[float, float]:
     """Volume rate (m³/s) leaving and entering through the domain edges."""
     ny = qx.shape[0]

@@ -3,7 +3,8 @@
 The scheme is Bates, Horritt & Fewtrell (2010) with the θ-weighted discharge of de Almeida
 et al. (2012), on a regular grid, with the adaptive step dt = α min(dx, dy) / √(g h_max)
 (Bates 2010 eq. 12). Every run keeps an exact water budget: the change in storage equals
-rain + edge inflow − edge outflow − infiltration, to round-off, and reports its error.
+rain + edge inflow − edge outflow − infiltration − drainage, to round-off, and reports its
+error.
 """
 
 from __future__ import annotations
@@ -28,6 +29,13 @@ Progress = Callable[[str, float], None]
 class RainSource(Protocol):
     def depth_between(self, t0: float, t1: float) -> float:
         """Uniform rain depth (m) fallen between two times (s)."""
+        ...
+
+
+class Sink(Protocol):
+    def remove(self, h: np.ndarray, dt: float) -> float:
+        """Take water out of the depths ``h`` (m) over a step of ``dt`` seconds, never more
+        than a cell holds; returns the volume taken (m³)."""
         ...
 
 
@@ -67,9 +75,9 @@ class Boundaries:
 class Infiltration:
     """Horton infiltration capacity f(t) = fc + (f0 − fc) e^(−kt), t from the run's start.
 
-    ``final_mm_h`` None (or equal to ``initial_mm_h``) is a constant rate. The capacity is
-    the same for every cell and decays with time, not with each cell's own wetting: a simple
-    loss model until land cover drives it per cell.
+    ``final_mm_h`` None (or equal to ``initial_mm_h``) is a constant rate. The capacity
+    decays with time, not with each cell's own wetting; the grid's ``pervious`` share scales
+    it per cell (land cover).
     """
 
     initial_mm_h: float
@@ -116,14 +124,16 @@ class Options:
 
 @dataclass
 class Grid:
-    """Bed elevations (m), cell sizes (m), Manning's n (scalar or per cell) and the cells in
-    the domain (``active``; others are walls, such as a DEM's nodata)."""
+    """Bed elevations (m), cell sizes (m), Manning's n (scalar or per cell), the cells in
+    the domain (``active``; others are walls, such as a DEM's nodata) and the share of the
+    infiltration capacity each cell takes (``pervious``: 0 sealed, 1 fully pervious)."""
 
     z: np.ndarray
     dx: float
     dy: float
     manning: float | np.ndarray
     active: np.ndarray | None = None
+    pervious: float | np.ndarray = 1.0
 
     def __post_init__(self) -> None:
         if self.z.ndim != 2 or min(self.z.shape) < 1:
@@ -143,6 +153,15 @@ class Grid:
         if not np.all(n > 0 if n.size == 1 else n[self.active] > 0):
             raise FloodInputError("Manning's n must be positive wherever there is ground")
         self.manning = n
+        share = np.asarray(self.pervious, dtype=float)
+        if share.ndim == 0:
+            share = share.reshape(1, 1)
+        elif share.shape != self.z.shape:
+            raise FloodInputError(f"the pervious share grid {share.shape} does not match the "
+                                  f"bed {self.z.shape}")
+        if not np.all((share >= 0) & (share <= 1)):
+            raise FloodInputError("pervious shares must lie in 0-1")
+        self.pervious = share
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -196,7 +215,8 @@ class State:
 
 @dataclass
 class MassBalance:
-    """Volumes (m³) over a run; ``error`` = Δstorage − (rain + inflow − outflow − infiltration)."""
+    """Volumes (m³) over a run; ``error`` = Δstorage − (rain + inflow − outflow − infiltration
+    − drainage)."""
 
     initial_storage: float = 0.0
     final_storage: float = 0.0
@@ -204,11 +224,13 @@ class MassBalance:
     inflow: float = 0.0
     outflow: float = 0.0
     infiltration: float = 0.0
+    drainage: float = 0.0
 
     @property
     def error(self) -> float:
         change = self.final_storage - self.initial_storage
-        return change - (self.rain + self.inflow - self.outflow - self.infiltration)
+        return change - (self.rain + self.inflow - self.outflow - self.infiltration
+                         - self.drainage)
 
     @property
     def relative_error(self) -> float:
@@ -246,6 +268,7 @@ def simulate(
     rain: RainSource | None = None,
     boundaries: Boundaries | None = None,
     infiltration: Infiltration | None = None,
+    sink: Sink | None = None,
     options: Options | None = None,
     state: State | None = None,
     report_times: Sequence[float] = (),
@@ -255,7 +278,8 @@ def simulate(
     """Advance ``state`` (dry by default) by ``duration_s`` seconds.
 
     Steps end exactly on each of ``report_times`` (seconds from the state's start), where
-    ``on_report`` sees the state; ``progress(stage, fraction)`` follows simulated time.
+    ``on_report`` sees the state; ``progress(stage, fraction)`` follows simulated time (an
+    exception it raises stops the run). ``sink`` (drainage) takes water after each step.
     """
     options = options or Options()
     boundaries = boundaries or Boundaries()
@@ -268,6 +292,7 @@ def simulate(
     z = grid.z.astype(dtype)
     z[~grid.active] = 0.0  # walls: never read as ground, kept finite for the kernels
     n = grid.manning.astype(dtype)
+    pervious = grid.pervious.astype(dtype)
     active = grid.active
     kinds = np.array([_KIND_CODES[e.kind] for e in boundaries.sides()], np.int64)
     values = np.zeros(4)
@@ -304,8 +329,10 @@ def simulate(
             limited_steps += 1
         out_rate, in_rate = kernels.edge_exchange(state.qx, state.qy, grid.dx, grid.dy)
         infiltrated, deepest = kernels.update_depths(
-            state.h, active, state.qx, state.qy, rain_m, loss_m, dt, grid.dx, grid.dy,
-            max_depth)
+            state.h, active, state.qx, state.qy, rain_m, loss_m, pervious, dt, grid.dx,
+            grid.dy, max_depth)
+        if sink is not None:
+            budget.drainage += sink.remove(state.h, dt)
         budget.rain += rain_m * cells * area
         budget.outflow += out_rate * dt
         budget.inflow += in_rate * dt

@@ -1,0 +1,365 @@
+"""The flood domain of an area of the city model: bed, land cover, roughness, losses, water,
+inlets, from the database.
+
+- Bed: the registered DEM (``cim.dems``, a COG under the storage root) resampled with
+  rasterio to the cell size in the city's metric CRS (bilinear when refining, the mean when
+  coarsening); its nodata cells are walls.
+- Buildings (current, standing on the ground) raise their cells by their height, at most
+  ``BUILDING_RAISE_M``: enough to stand above any flood, and roof rain still runs off them.
+- Land cover, by priority building > water > road > other, sets Manning's n and the share
+  of the Horton infiltration capacity a cell takes (the tables below). Roads are their
+  centre lines buffered by half their width (lanes × 3.5 m, or a width by class); bridges and
+  tunnels do not cover the ground. "Other" ground takes its catchment's pervious share
+  (1 − ``impervious_fraction``), or ``DEFAULT_PERVIOUS`` outside any catchment.
+- Water bodies with a normal level start full to it. Their beds are raised to at most
+  ``LAKE_DEPTH_M`` below it: the deep water plays no part in surface flooding, and its depth
+  would set the whole grid's time step (√(g h)). Water bodies without a level start empty
+  (the run's log says how many).
+- Drainage inlets (kinds ``inlet`` and ``manhole``) on their cells, in the pipe networks of
+  :mod:`simulation.flood.drainage`.
+
+| cover | Manning's n | infiltration share |
+| --- | --- | --- |
+| other (plots, green, open ground) | 0.050 | catchment's pervious share, else 0.5 |
+| road | 0.016 | 0 |
+| building (roof) | 0.015 | 0 |
+| water | 0.030 | 0 |
+
+Horton capacity of pervious ground: 60 mm/h falling to 10 mm/h at 2 per hour.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import IntEnum
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+from affine import Affine
+from rasterio import open as open_raster
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioIOError
+from rasterio.features import rasterize
+from rasterio.transform import rowcol
+from rasterio.warp import reproject, transform_bounds
+from sqlalchemy import Connection, text
+
+from simulation.flood.drainage import (
+    DEFAULT_CAPACITY_M3S,
+    INLET_KINDS,
+    MIN_SLOPE,
+    OPENING_M2,
+    Drainage,
+    Network,
+    full_flow_m3s,
+)
+from simulation.flood.errors import FloodInputError
+from simulation.flood.solver import Grid, Infiltration
+
+STORAGE_SRID = 4326
+MAX_CELLS = 20_000_000
+"""About 2 GB of solver arrays in float64: larger grids are refused before anything runs."""
+BUILDING_RAISE_M = 10.0
+LAKE_DEPTH_M = 0.5
+DEFAULT_PERVIOUS = 0.5
+HORTON = Infiltration(60.0, final_mm_h=10.0, decay_per_h=2.0)
+LANE_M = 3.5
+ROAD_WIDTH_M = {"motorway": 24.0, "trunk": 20.0, "primary": 16.0, "secondary": 12.0,
+                "tertiary": 9.0, "residential": 6.0, "living_street": 5.0, "service": 4.0}
+OTHER_ROAD_WIDTH_M = 3.0
+"""Footways, paths, cycleways and unknown classes."""
+PIPE_MANNING = 0.013
+NETWORK_MARGIN_DEG = 0.02
+"""Pipes and nodes this far beyond the area are read too, so networks reach their outlets."""
+
+
+class Cover(IntEnum):
+    other = 0
+    road = 1
+    building = 2
+    water = 3
+
+
+MANNING = {Cover.other: 0.050, Cover.road: 0.016, Cover.building: 0.015, Cover.water: 0.030}
+
+
+@dataclass(frozen=True)
+class Bbox:
+    """An area in longitude and latitude (EPSG:4326)."""
+
+    west: float
+    south: float
+    east: float
+    north: float
+
+    def as_tuple(self) -> tuple[float, float, float, float]:
+        return (self.west, self.south, self.east, self.north)
+
+
+@dataclass(frozen=True)
+class DemRecord:
+    id: str
+    vid: int
+    path: Path
+    bbox: Bbox
+    resolution: float
+
+
+@dataclass
+class Domain:
+    """Everything a scenario run needs, on one grid in the city's metric CRS."""
+
+    grid: Grid
+    transform: Affine
+    crs: int
+    cover: np.ndarray  # Cover codes, uint8
+    initial_depth: np.ndarray
+    drainage: Drainage
+    infiltration: Infiltration
+    buildings: gpd.GeoDataFrame  # vid, id, use, floors, height; city CRS
+    roads: gpd.GeoDataFrame  # vid, id, road_class; city CRS, bridges and tunnels left out
+    dem: DemRecord
+    bbox: Bbox
+    notes: list[str] = field(default_factory=list)
+
+    def cells(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return cells_of(self.transform, self.grid.active, x, y)
+
+
+def cells_of(transform: Affine, active: np.ndarray, x: np.ndarray, y: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows, columns and whether each point (city CRS) falls on an active cell."""
+    if len(x) == 0:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, np.zeros(0, bool)
+    r, c = rowcol(transform, x, y)
+    r, c = np.asarray(r, np.int64), np.asarray(c, np.int64)
+    ny, nx = active.shape
+    inside = (r >= 0) & (r < ny) & (c >= 0) & (c < nx)
+    r, c = np.where(inside, r, 0), np.where(inside, c, 0)
+    return r, c, inside & active[r, c]
+
+
+def find_dem(conn: Connection, storage_root: Path, bbox: Bbox | None) -> DemRecord:
+    """The current DEM covering most of the area (finest first); the first DEM without one."""
+    if bbox is None:
+        sql = ("SELECT id, vid, path, resolution, ST_XMin(geom), ST_YMin(geom), ST_XMax(geom), "
+               "ST_YMax(geom) FROM cim.dems WHERE valid_to IS NULL ORDER BY resolution, id "
+               "LIMIT 1")
+        row = conn.execute(text(sql)).first()
+        if row is None:
+            raise FloodInputError("no DEM is registered: import one first (cim import DEM.tif "
+                                  "--layer dems, or cim demo load)")
+    else:
+        row = conn.execute(text(
+            "SELECT id, vid, path, resolution, ST_XMin(geom), ST_YMin(geom), ST_XMax(geom), "
+            "ST_YMax(geom) FROM cim.dems, ST_MakeEnvelope(:w, :s, :e, :n, 4326) box "
+            "WHERE valid_to IS NULL AND ST_Intersects(geom, box) "
+            "ORDER BY ST_Area(ST_Intersection(geom, box)) DESC, resolution, id LIMIT 1"),
+            dict(zip("wsen", bbox.as_tuple(), strict=True))).first()
+        if row is None:
+            raise FloodInputError(f"the area {list(bbox.as_tuple())} lies outside every "
+                                  "registered DEM")
+    return DemRecord(row[0], row[1], storage_root / row[2], Bbox(*row[4:8]), row[3])
+
+
+def grid_frame(bbox: Bbox, cell: float, crs: int,
+               within: tuple[float, float, float, float] | None = None
+               ) -> tuple[Affine, int, int]:
+    """A north-up grid of ``cell`` metres snapped to multiples of the cell, covering the area
+    (cut to ``within``, bounds in ``crs``, so the domain's edges are the DEM's)."""
+    x0, y0, x1, y1 = transform_bounds(CRS.from_epsg(STORAGE_SRID), CRS.from_epsg(crs),
+                                      *bbox.as_tuple(), densify_pts=21)
+    if within is not None:
+        x0, y0 = max(x0, within[0]), max(y0, within[1])
+        x1, y1 = min(x1, within[2]), min(y1, within[3])
+    left, top = math.floor(x0 / cell) * cell, math.ceil(y1 / cell) * cell
+    width = math.ceil((x1 - left) / cell - 1e-9)
+    height = math.ceil((top - y0) / cell - 1e-9)
+    return Affine(cell, 0.0, left, 0.0, -cell, top), width, height
+
+
+def check_size(bbox: Bbox, cell: float, crs: int) -> int:
+    _, width, height = grid_frame(bbox, cell, crs)
+    cells = width * height
+    if cells > MAX_CELLS:
+        raise FloodInputError(f"{width} × {height} cells at {cell:g} m is more than "
+                              f"{MAX_CELLS:,}: choose a smaller area or a larger cell")
+    return cells
+
+
+def _dem_bounds(dem: DemRecord, crs: int) -> tuple[float, float, float, float]:
+    """The DEM's extent in the city's CRS (a cell inside, so no edge cell is half outside)."""
+    try:
+        with open_raster(dem.path) as src:
+            left, bottom, right, top = transform_bounds(src.crs, CRS.from_epsg(crs), *src.bounds)
+            inset = max(abs(src.res[0]), abs(src.res[1]))
+    except RasterioIOError as exc:
+        raise FloodInputError(f"the DEM {dem.id} cannot be read from {dem.path}: {exc}") from None
+    return left + inset, bottom + inset, right - inset, top - inset
+
+
+def _bed(dem: DemRecord, transform: Affine, shape: tuple[int, int], crs: int) -> np.ndarray:
+    cell = transform.a
+    bed = np.full(shape, np.nan)
+    try:
+        with open_raster(dem.path) as src:
+            reproject(source=src.read(1, masked=True).filled(np.nan).astype(np.float64),
+                      destination=bed, src_transform=src.transform, src_crs=src.crs,
+                      src_nodata=np.nan, dst_transform=transform, dst_crs=CRS.from_epsg(crs),
+                      dst_nodata=np.nan,
+                      resampling=Resampling.bilinear if cell <= dem.resolution
+                      else Resampling.average)
+    except RasterioIOError as exc:
+        raise FloodInputError(f"the DEM {dem.id} cannot be read from {dem.path}: {exc}") from None
+    return bed
+
+
+def _read(conn: Connection, sql: str, bbox: Bbox, crs: int, margin: float = 0.0
+          ) -> gpd.GeoDataFrame:
+    w, s, e, n = bbox.as_tuple()
+    params = {"w": w - margin, "s": s - margin, "e": e + margin, "n": n + margin}
+    frame = gpd.read_postgis(text(sql), conn, geom_col="geom", params=params,
+                             crs=STORAGE_SRID)
+    return frame.to_crs(crs)
+
+
+_IN_AREA = "valid_to IS NULL AND geom && ST_MakeEnvelope(:w, :s, :e, :n, 4326)"
+
+
+def _burn(shapes: gpd.GeoSeries, values: np.ndarray | float, transform: Affine,
+          shape: tuple[int, int], fill: float = 0.0) -> np.ndarray:
+    if shapes.empty:
+        return np.full(shape, fill)
+    values = np.broadcast_to(np.asarray(values, float), (len(shapes),))
+    pairs = [(g, v) for g, v in zip(shapes, values, strict=True) if g is not None]
+    return rasterize(pairs, out_shape=shape, transform=transform, fill=fill,
+                     dtype="float64") if pairs else np.full(shape, fill)
+
+
+def _road_widths(roads: gpd.GeoDataFrame) -> np.ndarray:
+    by_class = roads["road_class"].map(ROAD_WIDTH_M).fillna(OTHER_ROAD_WIDTH_M).to_numpy()
+    lanes = roads["lanes"].to_numpy(dtype=float, na_value=np.nan)
+    return np.where(np.isfinite(lanes) & (lanes > 0), lanes * LANE_M, by_class)
+
+
+def _network(conn: Connection, bbox: Bbox, crs: int) -> tuple[gpd.GeoDataFrame, Network]:
+    nodes = _read(conn, f"SELECT id, kind, capacity_m3s, geom FROM cim.drainage_nodes "
+                  f"WHERE {_IN_AREA} ORDER BY id", bbox, crs, NETWORK_MARGIN_DEG)
+    pipes = _read(conn, "SELECT from_node, to_node, shape, diameter_m, width_m, height_m, "
+                  "upstream_invert, downstream_invert, length_m, roughness, geom "
+                  f"FROM cim.drainage_pipes WHERE {_IN_AREA}", bbox, crs, NETWORK_MARGIN_DEG)
+    index = {node: k for k, node in enumerate(nodes["id"])}
+    ends = pipes["from_node"].map(index), pipes["to_node"].map(index)
+    pipes = pipes[ends[0].notna() & ends[1].notna()]
+    circular = pipes["shape"].eq("circular").to_numpy()
+    d = pipes["diameter_m"].to_numpy(dtype=float, na_value=np.nan)
+    w = pipes["width_m"].to_numpy(dtype=float, na_value=np.nan)
+    h = pipes["height_m"].to_numpy(dtype=float, na_value=np.nan)
+    area = np.where(circular, np.pi * d**2 / 4, w * h)
+    radius = np.where(circular, d / 4, w * h / (2 * (w + h)))
+    length = pipes["length_m"].to_numpy(dtype=float, na_value=np.nan)
+    length = np.where(np.isfinite(length) & (length > 0), length, pipes.geometry.length)
+    drop = (pipes["upstream_invert"].to_numpy(dtype=float, na_value=np.nan)
+            - pipes["downstream_invert"].to_numpy(dtype=float, na_value=np.nan))
+    slope = np.nan_to_num(drop / np.maximum(length, 1e-6), nan=MIN_SLOPE)
+    n = pipes["roughness"].to_numpy(dtype=float, na_value=np.nan)
+    capacity = full_flow_m3s(area, radius, np.maximum(slope, MIN_SLOPE),
+                             np.where(np.isfinite(n) & (n > 0), n, PIPE_MANNING))
+    network = Network(
+        node_ids=nodes["id"].to_numpy(), node_kinds=nodes["kind"].to_numpy(),
+        node_capacity=nodes["capacity_m3s"].to_numpy(dtype=float, na_value=np.nan),
+        pipe_from=pipes["from_node"].map(index).to_numpy(np.int64),
+        pipe_to=pipes["to_node"].map(index).to_numpy(np.int64),
+        pipe_capacity=np.nan_to_num(capacity, nan=0.0))
+    return nodes, network
+
+
+def _drainage(conn: Connection, bbox: Bbox, crs: int, transform: Affine, grid: Grid,
+              notes: list[str]) -> Drainage:
+    nodes, network = _network(conn, bbox, crs)
+    label, network_capacity = network.components()
+    kinds = nodes["kind"].to_numpy()
+    rows, cols, on_grid = cells_of(transform, grid.active, nodes.geometry.x.to_numpy(),
+                                   nodes.geometry.y.to_numpy())
+    take = np.isin(kinds, INLET_KINDS) & on_grid
+    default = np.array([DEFAULT_CAPACITY_M3S.get(k, 0.0) for k in kinds])
+    given = network.node_capacity
+    capacity = np.where(np.isfinite(given) & (given > 0), given, default)
+    opening = np.array([OPENING_M2.get(k, 0.0) for k in kinds])
+    drainage = Drainage(rows[take], cols[take], capacity[take], opening[take], label[take],
+                        network_capacity, grid.cell_area)
+    notes.append(
+        f"drainage: {drainage.inlets} inlets and manholes in {len(np.unique(label[take]))} "
+        f"networks, {len(network.pipe_from)} pipes; together they take at most "
+        f"{drainage.capacity_m3s:.1f} m³/s")
+    return drainage
+
+
+def build_domain(conn: Connection, storage_root: Path, crs: int, cell: float,
+                 bbox: Bbox | None = None) -> Domain:
+    """Read the area's city model into a flood domain of ``cell`` metres."""
+    if not 1.0 <= cell <= 10.0:
+        raise FloodInputError(f"cell size {cell:g} m is outside 1-10 m")
+    dem = find_dem(conn, storage_root, bbox)
+    bbox = bbox or dem.bbox
+    check_size(bbox, cell, crs)
+    transform, width, height = grid_frame(bbox, cell, crs, _dem_bounds(dem, crs))
+    if width < 2 or height < 2:
+        raise FloodInputError(f"the area {list(bbox.as_tuple())} overlaps the DEM {dem.id} "
+                              "by less than two cells")
+    shape = (height, width)
+    bed = _bed(dem, transform, shape, crs)
+    if not np.isfinite(bed).any():
+        raise FloodInputError(f"the area {list(bbox.as_tuple())} has no DEM cells")
+    notes = [f"DEM {dem.id} ({dem.resolution:g} m) resampled to {width} × {height} cells of "
+             f"{cell:g} m in EPSG:{crs}"]
+
+    water = _read(conn, f"SELECT id, normal_level, geom FROM cim.water_bodies WHERE {_IN_AREA}",
+                  bbox, crs)
+    roads = _read(conn, "SELECT vid, id, road_class, lanes, bridge, tunnel, geom "
+                  f"FROM cim.roads WHERE {_IN_AREA} ORDER BY id", bbox, crs)
+    roads = roads[~(roads["bridge"] | roads["tunnel"])].reset_index(drop=True)
+    buildings = _read(conn, "SELECT vid, id, use, floors, height, geom FROM cim.buildings "
+                      f"WHERE {_IN_AREA} AND coalesce(min_height, 0) < 1 ORDER BY id", bbox, crs)
+    catchments = _read(conn, "SELECT impervious_fraction, geom FROM cim.catchments "
+                       f"WHERE {_IN_AREA} AND impervious_fraction IS NOT NULL", bbox, crs)
+
+    cover = np.full(shape, Cover.other, np.uint8)
+    road_area = _burn(roads.geometry.buffer(_road_widths(roads) / 2, cap_style="flat"), 1.0,
+                      transform, shape)
+    cover[road_area > 0] = Cover.road
+    water_area = _burn(water.geometry, 1.0, transform, shape)
+    cover[water_area > 0] = Cover.water
+    leveled = water[water["normal_level"].notna()]
+    level = _burn(leveled.geometry, leveled["normal_level"].to_numpy(float), transform, shape,
+                  fill=np.nan)
+    raised = _burn(buildings.geometry, np.minimum(
+        buildings["height"].to_numpy(dtype=float, na_value=3.0), BUILDING_RAISE_M),
+        transform, shape)
+    cover[raised > 0] = Cover.building
+
+    has_level = np.isfinite(level) & np.isfinite(bed) & (cover == Cover.water)
+    bed[has_level] = np.maximum(bed[has_level], level[has_level] - LAKE_DEPTH_M)
+    initial = np.where(has_level, np.maximum(level - bed, 0.0), 0.0)
+    bed = bed + raised
+    notes.append(f"{len(buildings)} buildings raised (up to {BUILDING_RAISE_M:g} m), "
+                 f"{len(roads)} roads, {len(water)} water bodies")
+    if len(leveled) < len(water):
+        notes.append(f"{len(water) - len(leveled)} water bodies have no normal level: they "
+                     "start empty")
+
+    manning = np.choose(cover, [MANNING[c] for c in Cover])
+    pervious_other = _burn(catchments.geometry,
+                           1.0 - catchments["impervious_fraction"].to_numpy(float).clip(0, 1),
+                           transform, shape, fill=DEFAULT_PERVIOUS)
+    pervious = np.where(cover == Cover.other, pervious_other, 0.0)
+    grid = Grid(bed, cell, cell, manning, pervious=pervious)
+    drainage = _drainage(conn, bbox, crs, transform, grid, notes)
+    return Domain(grid=grid, transform=transform, crs=crs, cover=cover,
+                  initial_depth=np.where(grid.active, initial, 0.0), drainage=drainage,
+                  infiltration=HORTON, buildings=buildings, roads=roads, dem=dem, bbox=bbox,
+                  notes=notes)

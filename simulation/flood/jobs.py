@@ -1,0 +1,294 @@
+"""Scenario jobs: a queue in ``cim.scenarios``, run by a worker thread in the server or in the
+foreground by ``cim flood run``.
+
+A worker claims the oldest queued row with ``FOR UPDATE SKIP LOCKED`` and, before the claim
+commits, takes a session advisory lock (``LOCK_CLASS``, id) on the connection the job runs
+on. So a ``running`` row whose lock is free belongs to a process that died mid-run: whichever
+worker sees one (at start-up and on every poll) marks it failed, and it can be rerun. This
+holds with several server processes, where a start-up sweep by status alone would fail the
+jobs another process is running.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, text
+
+from simulation.flood.errors import (
+    Cancelled,
+    FloodInputError,
+    ScenarioConflict,
+    ScenarioNotFound,
+)
+from simulation.flood.scenario import FloodInputs, run_flood, scenario_folder
+
+log = logging.getLogger(__name__)
+
+LOCK_CLASS = 0x0F10
+"""The advisory-lock namespace (first int4 key) of scenario jobs; the second is the id."""
+PROGRESS_EVERY_S = 1.0
+INTERRUPTED = "interrupted: the process running it stopped; rerun it"
+_COLUMNS = ("id, kind, name, inputs, status, progress, log, outputs, created_by, created_at, "
+            "started_at, finished_at, error")
+
+
+@dataclass(frozen=True)
+class ScenarioRecord:
+    id: int
+    kind: str
+    name: str | None
+    inputs: dict[str, Any]
+    status: str
+    progress: float
+    log: str
+    outputs: dict[str, Any]
+    created_by: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None
+
+
+def get(conn: Connection, scenario_id: int) -> ScenarioRecord:
+    row = conn.execute(text(f"SELECT {_COLUMNS} FROM cim.scenarios WHERE id = :id"),
+                       {"id": scenario_id}).first()
+    if row is None:
+        raise ScenarioNotFound(f"no scenario {scenario_id}")
+    return ScenarioRecord(*row)
+
+
+def recent(conn: Connection, limit: int = 50) -> list[ScenarioRecord]:
+    rows = conn.execute(text(f"SELECT {_COLUMNS} FROM cim.scenarios ORDER BY id DESC "
+                             "LIMIT :limit"), {"limit": limit}).all()
+    return [ScenarioRecord(*row) for row in rows]
+
+
+def _insert(conn: Connection, inputs: FloodInputs, created_by: str, status: str) -> int:
+    return int(conn.scalar(text(
+        "INSERT INTO cim.scenarios (kind, name, inputs, status, created_by, started_at) "
+        "VALUES ('flood', :name, CAST(:inputs AS jsonb), :status, :by, "
+        "CASE WHEN :status = 'running' THEN now() END) RETURNING id"),
+        {"name": inputs.name, "inputs": inputs.model_dump_json(), "status": status,
+         "by": created_by}))
+
+
+def enqueue(conn: Connection, inputs: FloodInputs, created_by: str) -> int:
+    """A queued job; the caller commits."""
+    return _insert(conn, inputs, created_by, "queued")
+
+
+def _lock(conn: Connection, scenario_id: int) -> bool:
+    return bool(conn.scalar(text("SELECT pg_try_advisory_lock(:c, CAST(:id AS int))"),
+                            {"c": LOCK_CLASS, "id": scenario_id}))
+
+
+def _unlock(conn: Connection, scenario_id: int) -> None:
+    conn.rollback()
+    conn.execute(text("SELECT pg_advisory_unlock(:c, CAST(:id AS int))"),
+                 {"c": LOCK_CLASS, "id": scenario_id})
+    conn.commit()
+
+
+def start_now(conn: Connection, inputs: FloodInputs, created_by: str) -> int:
+    """A job already running on ``conn`` (the CLI's foreground run), its lock taken."""
+    scenario_id = _insert(conn, inputs, created_by, "running")
+    _lock(conn, scenario_id)
+    conn.commit()
+    return scenario_id
+
+
+def claim(conn: Connection) -> tuple[int, FloodInputs] | None:
+    """The oldest queued job, now running on ``conn`` with its lock; None if none waits."""
+    row = conn.execute(text(
+        "SELECT id, inputs FROM cim.scenarios WHERE status = 'queued' ORDER BY id "
+        "LIMIT 1 FOR UPDATE SKIP LOCKED")).first()
+    if row is None or not _lock(conn, row.id):
+        conn.rollback()
+        return None
+    conn.execute(text("UPDATE cim.scenarios SET status = 'running', started_at = now(), "
+                      "progress = 0, log = '', error = NULL WHERE id = :id"), {"id": row.id})
+    conn.commit()
+    return row.id, FloodInputs.model_validate(row.inputs)
+
+
+def fail_orphans(engine: Engine) -> list[int]:
+    """Mark failed every running job whose process is gone (its lock is free)."""
+    failed = []
+    with engine.connect() as conn:
+        running = conn.scalars(text("SELECT id FROM cim.scenarios WHERE status = 'running'"))
+        for scenario_id in running.all():
+            if not _lock(conn, scenario_id):
+                continue
+            try:
+                _fail(conn, scenario_id, INTERRUPTED)
+                failed.append(scenario_id)
+            finally:
+                _unlock(conn, scenario_id)
+    if failed:
+        log.warning("scenarios %s were running in a process that stopped: marked failed",
+                    failed)
+    return failed
+
+
+def cancel(conn: Connection, scenario_id: int) -> ScenarioRecord:
+    """Stop a queued or running job (a running one stops at its next progress report)."""
+    record = get(conn, scenario_id)
+    updated = conn.execute(text(
+        "UPDATE cim.scenarios SET status = 'cancelled', finished_at = now() "
+        "WHERE id = :id AND status IN ('queued', 'running') RETURNING id"),
+        {"id": scenario_id}).first()
+    if updated is None:
+        raise ScenarioConflict(f"scenario {scenario_id} is {record.status}: only a queued or "
+                               "running scenario can be cancelled")
+    conn.commit()
+    return get(conn, scenario_id)
+
+
+def rerun(conn: Connection, scenario_id: int) -> ScenarioRecord:
+    """Queue a failed or cancelled job again, with the same inputs and id."""
+    record = get(conn, scenario_id)
+    updated = conn.execute(text(
+        "UPDATE cim.scenarios SET status = 'queued', progress = 0, log = '', error = NULL, "
+        "started_at = NULL, finished_at = NULL, outputs = '{}' "
+        "WHERE id = :id AND status IN ('failed', 'cancelled') RETURNING id"),
+        {"id": scenario_id}).first()
+    if updated is None:
+        raise ScenarioConflict(f"scenario {scenario_id} is {record.status}: only a failed or "
+                               "cancelled scenario can be rerun")
+    conn.commit()
+    return get(conn, scenario_id)
+
+
+def delete(conn: Connection, scenario_id: int, storage_root: Path) -> None:
+    """Remove a scenario with its results and files; a queued or running job stops."""
+    get(conn, scenario_id)
+    conn.execute(text("DELETE FROM cim.scenarios WHERE id = :id"), {"id": scenario_id})
+    conn.commit()
+    shutil.rmtree(scenario_folder(storage_root, scenario_id), ignore_errors=True)
+
+
+class _DbReporter:
+    """Progress and log lines into the job's row; stops the run when the row says so."""
+
+    def __init__(self, conn: Connection, scenario_id: int, stop: threading.Event | None,
+                 on_progress: Callable[[str, float], None] | None) -> None:
+        self.conn, self.id, self.stop, self.on_progress = conn, scenario_id, stop, on_progress
+        self.last = 0.0
+
+    def _write(self, sql: str, params: dict) -> None:
+        status = self.conn.scalar(text(sql + " WHERE id = :id RETURNING status"),
+                                  {**params, "id": self.id})
+        self.conn.commit()
+        if status != "running":
+            raise Cancelled(f"scenario {self.id} was {status or 'deleted'}")
+
+    def progress(self, percent: float, stage: str) -> None:
+        if self.on_progress is not None:
+            self.on_progress(stage, percent / 100.0)
+        if self.stop is not None and self.stop.is_set():
+            raise Cancelled("the server is stopping")
+        now = time.monotonic()
+        if now - self.last >= PROGRESS_EVERY_S:
+            self.last = now
+            self._write("UPDATE cim.scenarios SET progress = :p",
+                        {"p": round(min(max(percent, 0.0), 100.0), 1)})
+
+    def log(self, line: str) -> None:
+        log.info("scenario %s: %s", self.id, line)
+        self._write("UPDATE cim.scenarios SET log = log || :line", {"line": line + "\n"})
+
+
+def execute(conn: Connection, storage_root: Path, crs: int, scenario_id: int,
+            inputs: FloodInputs, *, stop: threading.Event | None = None,
+            on_progress: Callable[[str, float], None] | None = None) -> None:
+    """Run a claimed job to its end: succeeded (published), failed, or left cancelled."""
+    reporter = _DbReporter(conn, scenario_id, stop, on_progress)
+    try:
+        run_flood(conn, storage_root, crs, scenario_id, inputs, reporter)
+    except Cancelled as exc:
+        conn.rollback()
+        if stop is not None and stop.is_set():
+            _fail(conn, scenario_id, INTERRUPTED)
+        else:  # cancelled or deleted by a user: the row says so already
+            log.info("scenario %s: %s", scenario_id, exc)
+    except FloodInputError as exc:
+        conn.rollback()
+        _fail(conn, scenario_id, str(exc))
+    except Exception as exc:
+        conn.rollback()
+        log.exception("scenario %s failed", scenario_id)
+        _fail(conn, scenario_id, f"{type(exc).__name__}: {exc}")
+    except BaseException:  # Ctrl-C on a foreground run
+        conn.rollback()
+        _fail(conn, scenario_id, INTERRUPTED)
+        raise
+    finally:
+        _unlock(conn, scenario_id)
+
+
+def _fail(conn: Connection, scenario_id: int, error: str) -> None:
+    conn.execute(text(
+        "UPDATE cim.scenarios SET status = 'failed', error = :error, finished_at = now() "
+        "WHERE id = :id AND status = 'running'"), {"id": scenario_id, "error": error})
+    conn.commit()
+
+
+class Worker:
+    """One thread that runs queued jobs one at a time (a run uses every core already)."""
+
+    def __init__(self, engine: Engine, storage_root: Path, crs: int, poll_s: float = 1.0
+                 ) -> None:
+        self.engine, self.storage_root, self.crs, self.poll_s = engine, storage_root, crs, poll_s
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="scenario-worker", daemon=True)
+
+    def start(self) -> None:
+        """Fail the jobs a stopped process left running (now: a client may ask at once),
+        then poll the queue."""
+        try:
+            fail_orphans(self.engine)
+        except Exception as exc:  # no database yet: the loop keeps trying
+            log.error("scenario worker: cannot reach the queue at start-up: %s", exc)
+        self._thread.start()
+
+    def wake(self) -> None:
+        """A job was queued: look now rather than at the next poll."""
+        self._wake.set()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            pause = self.poll_s
+            try:
+                fail_orphans(self.engine)
+                if self._run_one():
+                    continue
+            except Exception:
+                log.exception("scenario worker: cannot reach the queue")
+                pause = 10 * self.poll_s
+            self._wake.wait(pause)
+            self._wake.clear()
+
+    def _run_one(self) -> bool:
+        with self.engine.connect() as conn:
+            claimed = claim(conn)
+            if claimed is None:
+                return False
+            scenario_id, inputs = claimed
+            log.info("scenario %s: started", scenario_id)
+            execute(conn, self.storage_root, self.crs, scenario_id, inputs, stop=self._stop)
+        return True

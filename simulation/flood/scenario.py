@@ -1,0 +1,246 @@
+"""A flood scenario on the city model: its inputs, its run, and the atomic publication of
+its results.
+
+A run reads its domain (:mod:`simulation.flood.domain`), rains a Chicago design storm on it
+with drainage and infiltration, writes the depth rasters as COGs into a hidden folder, works
+out the impacts (:mod:`simulation.flood.impacts`), and publishes everything at once: the
+result rows and the scenario's ``succeeded`` in one transaction, the folder renamed to
+``scenarios/<id>/`` under the storage root inside it. A cancelled or failed run leaves
+nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Literal, Protocol
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from rasterio.crs import CRS
+from sqlalchemy import Connection, text
+
+from simulation.flood.domain import Bbox, Domain, build_domain, check_size, find_dem
+from simulation.flood.errors import Cancelled
+from simulation.flood.grid_run import Raster, write_cog
+from simulation.flood.impacts import Impacts, assess
+from simulation.flood.rain import WUHAN, Hyetograph, chicago_hyetograph
+from simulation.flood.solver import Boundaries, Edge, Options, State, simulate
+
+SCENARIOS_DIR = "scenarios"
+STORM_STEP_MIN = 5.0
+MAX_DEPTH_FILE = "max_depth.tif"
+# Shares of the progress bar: reading the domain, the solver, the impacts and publication.
+DOMAIN_PCT, SOLVER_PCT = 5.0, 90.0
+
+
+class FloodInputs(BaseModel):
+    """A design-storm flood scenario over (part of) the city."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, max_length=200)
+    return_period: float = Field(default=50.0, ge=1, le=100, description="Years.")
+    duration_h: float = Field(default=2.0, ge=1, le=24, description="Storm duration, hours.")
+    peak: float = Field(default=0.4, ge=0, le=1, description="Chicago peak position r.")
+    after_h: float = Field(default=0.0, ge=0, le=6,
+                           description="Simulated time after the rain, hours.")
+    cell_m: float = Field(default=2.0, ge=1, le=10, description="Cell size, metres.")
+    area: tuple[float, float, float, float] | None = Field(
+        default=None, description="West, south, east, north in longitude and latitude; "
+        "default the DEM's extent.")
+    map_every_min: float = Field(default=10.0, ge=1, le=360,
+                                 description="Interval of the depth rasters, minutes.")
+    precision: Literal["float64", "float32"] = "float64"
+
+    @field_validator("area")
+    @classmethod
+    def _box(cls, area: tuple[float, float, float, float] | None
+             ) -> tuple[float, float, float, float] | None:
+        if area is None:
+            return None
+        west, south, east, north = area
+        if not (-180 <= west < east <= 180 and -90 <= south < north <= 90):
+            raise ValueError("area must be west,south,east,north in degrees with west < east "
+                             "and south < north")
+        return area
+
+    @property
+    def bbox(self) -> Bbox | None:
+        return Bbox(*self.area) if self.area else None
+
+
+def check_inputs(conn: Connection, inputs: FloodInputs, storage_root: Path, crs: int) -> None:
+    """What can be refused before a job is queued: an area off every DEM, a grid too big."""
+    dem = find_dem(conn, storage_root, inputs.bbox)
+    check_size(inputs.bbox or dem.bbox, inputs.cell_m, crs)
+
+
+class Reporter(Protocol):
+    """Where a run reports: progress (0-100) and log lines; raises Cancelled to stop it."""
+
+    def progress(self, percent: float, stage: str) -> None: ...
+
+    def log(self, line: str) -> None: ...
+
+
+def scenario_folder(storage_root: Path, scenario_id: int) -> Path:
+    return storage_root / SCENARIOS_DIR / str(scenario_id)
+
+
+def run_flood(conn: Connection, storage_root: Path, crs: int, scenario_id: int,
+              inputs: FloodInputs, reporter: Reporter) -> None:
+    """Run the scenario and publish it; ``conn`` is the job's own connection (it holds the
+    job's lock and its row's updates)."""
+    started = time.perf_counter()
+    reporter.progress(0.0, "reading the city model")
+    domain = build_domain(conn, storage_root, crs, inputs.cell_m, inputs.bbox)
+    conn.commit()
+    for note in domain.notes:
+        reporter.log(note)
+    storm = chicago_hyetograph(inputs.return_period, inputs.duration_h * 60.0, STORM_STEP_MIN,
+                               inputs.peak)
+    duration_s = (inputs.duration_h + inputs.after_h) * 3600.0
+    reporter.log(f"storm: {WUHAN.name} formula ({WUHAN.note}), {inputs.return_period:g}-year "
+                 f"{inputs.duration_h:g} h Chicago storm, r {inputs.peak:g}: "
+                 f"{storm.total_mm:.1f} mm, peak {storm.peak_mm_h:.1f} mm/h")
+    reporter.progress(DOMAIN_PCT, "simulating")
+    parent = storage_root / SCENARIOS_DIR
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{scenario_id}-", dir=parent))
+    try:
+        outputs = _simulate(domain, storm, duration_s, inputs, staging, reporter)
+        reporter.progress(SOLVER_PCT, "assessing roads, buildings and hotspots")
+        impacts = assess(domain, outputs.pop("max_depth"))
+        outputs.update(
+            roads={c: int(n) for c, n in impacts.roads["flood_class"].value_counts().items()},
+            buildings=len(impacts.buildings), hotspots=len(impacts.hotspots),
+            people=round(float(impacts.buildings["people"].sum())),
+            wall_s=round(time.perf_counter() - started, 1))
+        (staging / "summary.json").write_text(json.dumps(outputs, indent=2))
+        reporter.progress(97.0, "publishing")
+        _publish(conn, scenario_id, impacts, staging, scenario_folder(storage_root, scenario_id),
+                 outputs)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    reporter.log(f"published in {time.perf_counter() - started:.0f} s: "
+                 f"{outputs['buildings']} buildings, {outputs['hotspots']} hotspots, roads "
+                 f"{outputs['roads']}")
+
+
+def _simulate(domain: Domain, storm: Hyetograph, duration_s: float, inputs: FloodInputs,
+              staging: Path, reporter: Reporter) -> dict:
+    grid = domain.grid
+    raster = Raster(np.empty(0), {"crs": CRS.from_epsg(domain.crs),
+                                  "transform": domain.transform})
+    every = inputs.map_every_min * 60.0
+    map_times = list(np.arange(every, duration_s + 1e-6, every))
+    maps: list[str] = []
+
+    def on_report(state: State) -> None:
+        name = f"depth_{round(state.t):06d}s.tif"
+        write_cog(staging / name, state.h, raster, grid.active)
+        maps.append(name)
+
+    def progress(stage: str, fraction: float) -> None:
+        reporter.progress(DOMAIN_PCT + (SOLVER_PCT - DOMAIN_PCT) * fraction,
+                          f"simulating {stage}")
+
+    state = State.dry(grid, inputs.precision)
+    state.h[:] = domain.initial_depth
+    result = simulate(grid, duration_s, rain=storm,
+                      boundaries=Boundaries.all(Edge("free")),
+                      infiltration=domain.infiltration, sink=domain.drainage,
+                      options=Options(dtype=inputs.precision), state=state,
+                      report_times=map_times, on_report=on_report, progress=progress)
+    write_cog(staging / MAX_DEPTH_FILE, result.max_depth, raster, grid.active)
+    balance = result.mass_balance
+    ratio = duration_s / result.wall_s if result.wall_s > 0 else math.inf
+    reporter.log(
+        f"solver: {result.steps} steps in {result.wall_s:.0f} s, "
+        f"{result.cell_updates_per_s:.3g} cell-updates/s, simulated/wall {ratio:.2f}")
+    reporter.log(
+        f"water budget (m³): rain {balance.rain:.0f} = Δstorage "
+        f"{balance.final_storage - balance.initial_storage:.0f} + edge outflow "
+        f"{balance.outflow:.0f} + infiltration {balance.infiltration:.0f} + drainage "
+        f"{balance.drainage:.0f} (edge inflow {balance.inflow:.0f}); relative error "
+        f"{balance.relative_error:.1e}")
+    return {"max_depth": result.max_depth, "mass_balance": balance.to_dict(),
+            "steps": result.steps, "solver_wall_s": round(result.wall_s, 1),
+            "simulated_to_wall": round(ratio, 2),
+            "cells": list(grid.shape), "active_cells": grid.active_cells,
+            "max_depth_m": float(np.max(np.where(grid.active, result.max_depth, 0.0))),
+            "rain_mm": storm.total_mm,
+            "files": [MAX_DEPTH_FILE, *maps, "summary.json"]}
+
+
+def _publish(conn: Connection, scenario_id: int, impacts: Impacts, staging: Path,
+             folder: Path, outputs: dict) -> None:
+    """Results, files and status at once; nothing if the scenario was cancelled meanwhile.
+    On an error the caller rolls ``conn`` back."""
+    status = conn.scalar(text("SELECT status FROM cim.scenarios WHERE id = :id FOR UPDATE"),
+                         {"id": scenario_id})
+    if status != "running":
+        raise Cancelled(f"scenario {scenario_id} is {status}: its results are discarded")
+    sid = {"sid": scenario_id}
+    roads = impacts.roads
+    conn.execute(text("""
+        INSERT INTO cim.flood_roads (scenario_id, road_id, name, road_class, max_depth_m,
+                                     flood_class, flooded_length_m, geom)
+        SELECT :sid, r.id, r.name, r.road_class, x.depth, x.class, x.flooded,
+               ST_Multi(r.geom)
+        FROM unnest(CAST(:vids AS bigint[]), CAST(:depths AS float8[]),
+                    CAST(:classes AS text[]), CAST(:flooded AS float8[]))
+             AS x(vid, depth, class, flooded)
+        JOIN cim.roads r ON r.vid = x.vid"""), {
+        **sid, "vids": roads["vid"].tolist(), "depths": roads["max_depth_m"].tolist(),
+        "classes": roads["flood_class"].tolist(),
+        "flooded": roads["flooded_length_m"].tolist()})
+    b = impacts.buildings
+    conn.execute(text("""
+        INSERT INTO cim.flood_buildings (scenario_id, building_id, use, depth_m,
+                                         floors_affected, people, hotspot_rank, geom)
+        SELECT :sid, g.id, g.use, x.depth, x.floors, x.people, x.hotspot, g.geom
+        FROM unnest(CAST(:vids AS bigint[]), CAST(:depths AS float8[]),
+                    CAST(:floors AS int[]), CAST(:people AS float8[]),
+                    CAST(:hotspots AS int[])) AS x(vid, depth, floors, people, hotspot)
+        JOIN cim.buildings g ON g.vid = x.vid"""), {
+        **sid, "vids": b["vid"].tolist(), "depths": b["depth_m"].tolist(),
+        "floors": b["floors_affected"].tolist(), "people": b["people"].tolist(),
+        "hotspots": [None if pd.isna(h) else int(h) for h in b["hotspot"]]})
+    spots = impacts.hotspots.to_crs(4326)
+    conn.execute(text("""
+        INSERT INTO cim.flood_hotspots (scenario_id, rank, max_depth_m, area_m2, volume_m3,
+                                        buildings, people, geom)
+        SELECT :sid, x.rank, x.depth, x.area, x.volume, x.buildings, x.people,
+               ST_Multi(ST_GeomFromWKB(x.wkb, 4326))
+        FROM unnest(CAST(:ranks AS int[]), CAST(:depths AS float8[]),
+                    CAST(:areas AS float8[]), CAST(:volumes AS float8[]),
+                    CAST(:buildings AS int[]), CAST(:people AS float8[]),
+                    CAST(:wkbs AS bytea[]))
+             AS x(rank, depth, area, volume, buildings, people, wkb)"""), {
+        **sid, "ranks": spots["rank"].astype(int).tolist(),
+        "depths": spots["max_depth_m"].tolist(), "areas": spots["area_m2"].tolist(),
+        "volumes": spots["volume_m3"].tolist(),
+        "buildings": spots["buildings"].astype(int).tolist(),
+        "people": spots["people"].tolist(), "wkbs": spots.geometry.to_wkb().tolist()})
+    conn.execute(text(
+        "UPDATE cim.scenarios SET status = 'succeeded', progress = 100, "
+        "finished_at = now(), outputs = CAST(:outputs AS jsonb) WHERE id = :sid"),
+        {**sid, "outputs": json.dumps(outputs)})
+    # The files move into place last inside the transaction: a failed commit removes them.
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.rename(staging, folder)
+    try:
+        conn.commit()
+    except Exception:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+
