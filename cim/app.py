@@ -41,9 +41,10 @@ from layers.errors import (
     ogc_exception,
 )
 from layers.transactions import transactions_router
-from simulation.flood.api import scenarios_router
-from simulation.flood.errors import FloodInputError, ScenarioConflict, ScenarioNotFound
-from simulation.flood.jobs import Worker
+from simulation.api import scenarios_router
+from simulation.errors import ScenarioConflict, ScenarioInputError, ScenarioNotFound
+from simulation.jobs import JobContext, Worker
+from simulation.kinds import KINDS
 from tiles.api import tiles_router
 from tiles.invalidation import start_tile_cache
 from tiles.threed.api import threed_router, tilesets_folder
@@ -57,7 +58,7 @@ ERRORS: dict[type[Exception], tuple[int, str]] = {
     RequestValidationError: (400, "InvalidParameterValue"),
     HistoryError: (400, "InvalidParameterValue"),
     AccessError: (400, "InvalidParameterValue"),
-    FloodInputError: (400, "InvalidParameterValue"),
+    ScenarioInputError: (400, "InvalidParameterValue"),
     Unauthorized: (401, "Unauthorized"),
     Forbidden: (403, "Forbidden"),
     NotFound: (404, "NotFound"),
@@ -100,6 +101,7 @@ class Readiness(BaseModel):
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
     catalog = load_catalog()
+    jobs_context = JobContext(settings.storage.root, settings.city.crs)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -114,7 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.tile_invalidator = invalidator
         app.state.tile_cache = invalidator.cache if invalidator is not None else None
         # Scenario jobs run on a thread beside the requests (the solver releases the GIL).
-        worker = Worker(app.state.engine, settings.storage.root, settings.city.crs)
+        worker = Worker(app.state.engine, jobs_context, KINDS)
         worker.start()
         app.state.scenario_worker = worker
         yield
@@ -163,7 +165,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tiles_router(list(catalog), settings.city.name, principal))
     app.include_router(threed_router(list(catalog), tilesets_folder(settings.storage.root),
                                      principal))
-    app.include_router(scenarios_router(settings, principal))
+    app.include_router(scenarios_router(jobs_context, KINDS, principal))
 
     @app.get("/", response_model=Landing, summary="Landing page")
     def landing(request: Request) -> Landing:

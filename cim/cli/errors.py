@@ -10,6 +10,7 @@ from cim.db.errors import DatabaseError
 from cim.history import HistoryError, ObjectNotFound
 from cim.ingest.errors import ImportRejected, IngestError
 from cim.settings import ConfigFileError
+from simulation.errors import ScenarioInputError, ScenarioNotFound
 from tiles.errors import TileError, UnknownLayer
 
 EXIT_CODES: dict[type[Exception], int] = {
@@ -18,6 +19,8 @@ EXIT_CODES: dict[type[Exception], int] = {
     ObjectNotFound: 4,
     UnknownLayer: 4,
     KeyNotFound: 4,
+    ScenarioNotFound: 4,
+    ScenarioInputError: 2,
     AccessError: 2,
     HistoryError: 2,
     TileError: 2,

@@ -152,14 +152,10 @@ def run(
     name: Annotated[str | None, typer.Option(help="A name for the scenario.")] = None,
 ) -> None:
     """Run a design-storm scenario on the city model in the foreground and publish it."""
-    import getpass
-
     from pydantic import ValidationError
 
-    from cim.cli.db import engine_for
-    from simulation.flood import jobs
-    from simulation.flood.errors import FloodInputError
-    from simulation.flood.scenario import FloodInputs, check_inputs
+    from cim.cli.scenarios import run_in_foreground
+    from simulation.flood.scenario import KIND, FloodInputs
 
     settings = ctx.obj
     try:
@@ -173,27 +169,9 @@ def run(
                               for e in exc.errors())) from None
     except ValueError as exc:
         raise _fail(str(exc)) from None
-    engine = engine_for(settings)
-    root, crs = settings.storage.root, settings.city.crs
-    try:
-        with engine.connect() as conn:
-            try:
-                check_inputs(conn, inputs, root, crs)
-            except FloodInputError as exc:
-                raise _fail(str(exc)) from None
-            scenario_id = jobs.start_now(conn, inputs, f"cli:{getpass.getuser()}")
-            console.print(f"scenario {scenario_id}")
-            with progress_bar(f"scenario {scenario_id}") as step:
-                jobs.execute(conn, root, crs, scenario_id, inputs, on_progress=step)
-            record = jobs.get(conn, scenario_id)
-    finally:
-        engine.dispose()
-    console.print(record.log.rstrip())
-    if record.status != "succeeded":
-        console.print(f"[red]scenario {scenario_id} {record.status}:[/] {record.error}")
-        raise typer.Exit(1)
+    record = run_in_foreground(settings, KIND, inputs)
     out = record.outputs
-    console.print(f"scenario {scenario_id} succeeded: {out['buildings']} buildings and "
+    console.print(f"scenario {record.id} succeeded: {out['buildings']} buildings and "
                   f"{out['hotspots']} hotspots affected, roads {out['roads']}, about "
                   f"{out['people']} people; rasters in "
-                  f"{root / 'scenarios' / str(scenario_id)}")
+                  f"{settings.storage.root / 'scenarios' / str(record.id)}")

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from cim.schema.models import SRID, Base
 
+KINDS = ("flood", "traffic")
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 ACTIVE = ("queued", "running")
 ROAD_CLASSES = ("passable", "with_care", "closed")
@@ -37,7 +38,7 @@ ROAD_CLASSES = ("passable", "with_care", "closed")
 class Scenario(Base):
     __tablename__ = "scenarios"
     __table_args__ = (
-        CheckConstraint("kind IN ('flood')", name="kind"),
+        CheckConstraint(f"kind IN {KINDS}", name="kind"),
         CheckConstraint(f"status IN {STATUSES}", name="status"),
         CheckConstraint("progress BETWEEN 0 AND 100", name="progress"),
         Index("ix_scenarios_status_id", "status", "id"),
@@ -122,4 +123,23 @@ class FloodHotspot(Base):
     buildings: Mapped[int] = mapped_column(Integer)
     people: Mapped[float] = mapped_column(Double)
     geom: Mapped[Any] = mapped_column(Geometry("MULTIPOLYGON", srid=SRID, spatial_index=False),
+                                      nullable=False)
+
+
+class FloodUnderpass(Base):
+    """An underpass with the depth of water at its low point."""
+
+    __tablename__ = "flood_underpasses"
+    __table_args__ = (
+        CheckConstraint(f"flood_class IN {ROAD_CLASSES}", name="flood_class"),
+        Index("ix_flood_underpasses_geom", "geom", postgresql_using="gist"),
+    )
+
+    id: Mapped[str] = _result_id("structure_id")
+    scenario_id: Mapped[int] = _scenario_id()
+    structure_id: Mapped[str]
+    name: Mapped[str | None]
+    max_depth_m: Mapped[float] = mapped_column(Double)
+    flood_class: Mapped[str]
+    geom: Mapped[Any] = mapped_column(Geometry("GEOMETRY", srid=SRID, spatial_index=False),
                                       nullable=False)

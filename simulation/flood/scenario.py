@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -27,13 +25,12 @@ from rasterio.crs import CRS
 from sqlalchemy import Connection, text
 
 from simulation.flood.domain import Bbox, Domain, build_domain, check_size, find_dem
-from simulation.flood.errors import Cancelled
 from simulation.flood.grid_run import Raster, write_cog
 from simulation.flood.impacts import Impacts, assess
 from simulation.flood.rain import WUHAN, Hyetograph, chicago_hyetograph
 from simulation.flood.solver import Boundaries, Edge, Options, State, simulate
+from simulation.jobs import JobContext, Reporter, ScenarioKind, staging_folder, succeed
 
-SCENARIOS_DIR = "scenarios"
 STORM_STEP_MIN = 5.0
 MAX_DEPTH_FILE = "max_depth.tif"
 # Shares of the progress bar: reading the domain, the solver, the impacts and publication.
@@ -76,31 +73,19 @@ class FloodInputs(BaseModel):
         return Bbox(*self.area) if self.area else None
 
 
-def check_inputs(conn: Connection, inputs: FloodInputs, storage_root: Path, crs: int) -> None:
+def check_inputs(conn: Connection, inputs: FloodInputs, ctx: JobContext) -> None:
     """What can be refused before a job is queued: an area off every DEM, a grid too big."""
-    dem = find_dem(conn, storage_root, inputs.bbox)
-    check_size(inputs.bbox or dem.bbox, inputs.cell_m, crs)
+    dem = find_dem(conn, ctx.storage_root, inputs.bbox)
+    check_size(inputs.bbox or dem.bbox, inputs.cell_m, ctx.crs)
 
 
-class Reporter(Protocol):
-    """Where a run reports: progress (0-100) and log lines; raises Cancelled to stop it."""
-
-    def progress(self, percent: float, stage: str) -> None: ...
-
-    def log(self, line: str) -> None: ...
-
-
-def scenario_folder(storage_root: Path, scenario_id: int) -> Path:
-    return storage_root / SCENARIOS_DIR / str(scenario_id)
-
-
-def run_flood(conn: Connection, storage_root: Path, crs: int, scenario_id: int,
-              inputs: FloodInputs, reporter: Reporter) -> None:
+def run_flood(conn: Connection, ctx: JobContext, scenario_id: int, inputs: FloodInputs,
+              reporter: Reporter) -> None:
     """Run the scenario and publish it; ``conn`` is the job's own connection (it holds the
     job's lock and its row's updates)."""
     started = time.perf_counter()
     reporter.progress(0.0, "reading the city model")
-    domain = build_domain(conn, storage_root, crs, inputs.cell_m, inputs.bbox)
+    domain = build_domain(conn, ctx.storage_root, ctx.crs, inputs.cell_m, inputs.bbox)
     conn.commit()
     for note in domain.notes:
         reporter.log(note)
@@ -111,9 +96,7 @@ def run_flood(conn: Connection, storage_root: Path, crs: int, scenario_id: int,
                  f"{inputs.duration_h:g} h Chicago storm, r {inputs.peak:g}: "
                  f"{storm.total_mm:.1f} mm, peak {storm.peak_mm_h:.1f} mm/h")
     reporter.progress(DOMAIN_PCT, "simulating")
-    parent = storage_root / SCENARIOS_DIR
-    parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{scenario_id}-", dir=parent))
+    staging = staging_folder(ctx, scenario_id)
     try:
         outputs = _simulate(domain, storm, duration_s, inputs, staging, reporter)
         reporter.progress(SOLVER_PCT, "assessing roads, buildings and hotspots")
@@ -125,8 +108,8 @@ def run_flood(conn: Connection, storage_root: Path, crs: int, scenario_id: int,
             wall_s=round(time.perf_counter() - started, 1))
         (staging / "summary.json").write_text(json.dumps(outputs, indent=2))
         reporter.progress(97.0, "publishing")
-        _publish(conn, scenario_id, impacts, staging, scenario_folder(storage_root, scenario_id),
-                 outputs)
+        _insert_results(conn, scenario_id, impacts)
+        succeed(conn, ctx, scenario_id, outputs, staging)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     reporter.log(f"published in {time.perf_counter() - started:.0f} s: "
@@ -180,14 +163,8 @@ def _simulate(domain: Domain, storm: Hyetograph, duration_s: float, inputs: Floo
             "files": [MAX_DEPTH_FILE, *maps, "summary.json"]}
 
 
-def _publish(conn: Connection, scenario_id: int, impacts: Impacts, staging: Path,
-             folder: Path, outputs: dict) -> None:
-    """Results, files and status at once; nothing if the scenario was cancelled meanwhile.
-    On an error the caller rolls ``conn`` back."""
-    status = conn.scalar(text("SELECT status FROM cim.scenarios WHERE id = :id FOR UPDATE"),
-                         {"id": scenario_id})
-    if status != "running":
-        raise Cancelled(f"scenario {scenario_id} is {status}: its results are discarded")
+def _insert_results(conn: Connection, scenario_id: int, impacts: Impacts) -> None:
+    """The roads, buildings and hotspots, on the job's transaction (published by succeed)."""
     sid = {"sid": scenario_id}
     roads = impacts.roads
     conn.execute(text("""
@@ -230,17 +207,11 @@ def _publish(conn: Connection, scenario_id: int, impacts: Impacts, staging: Path
         "volumes": spots["volume_m3"].tolist(),
         "buildings": spots["buildings"].astype(int).tolist(),
         "people": spots["people"].tolist(), "wkbs": spots.geometry.to_wkb().tolist()})
-    conn.execute(text(
-        "UPDATE cim.scenarios SET status = 'succeeded', progress = 100, "
-        "finished_at = now(), outputs = CAST(:outputs AS jsonb) WHERE id = :sid"),
-        {**sid, "outputs": json.dumps(outputs)})
-    # The files move into place last inside the transaction: a failed commit removes them.
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.rename(staging, folder)
-    try:
-        conn.commit()
-    except Exception:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
 
+
+KIND = ScenarioKind(
+    name="flood", inputs=FloodInputs, check=check_inputs, run=run_flood,
+    result_layers={"flood_roads": "Roads by flood depth class",
+                   "flood_buildings": "Buildings with water against them",
+                   "flood_hotspots": "Hotspots, ranked"},
+    summary="Queue a design-storm flood scenario")

@@ -1,29 +1,26 @@
-"""HTTP routes of flood scenarios: queue one, follow it, cancel, rerun or delete it, fetch its
-rasters. Its roads, buildings and hotspots are catalog layers (``flood_*``), served by the
-feature and tile APIs with ``filter=scenario_id=N``.
+"""HTTP routes of scenarios of every kind: queue one (``POST /scenarios/{kind}``, the body
+being the kind's inputs), follow it, cancel, rerun or delete it, fetch its files. Its results
+are catalog layers (``flood_roads``, ...), served by the feature and tile APIs with
+``filter=scenario_id=N`` and linked from the scenario.
 
 Anyone may read scenarios; running, cancelling, rerunning and deleting take an analyst's or
 an admin's key. The run itself happens on the server's worker thread (``jobs.Worker``).
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Body, Depends, Request, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
 from cim.access import Principal, Role
-from cim.settings import Settings
 from layers.errors import Forbidden, NotFound, Unauthorized
-from simulation.flood import jobs
-from simulation.flood.scenario import FloodInputs, check_inputs, scenario_folder
+from simulation import jobs
+from simulation.jobs import JobContext, ScenarioKind
 
 RUNNERS = frozenset({Role.analyst, Role.admin})
-RESULT_LAYERS = {"flood_roads": "Roads by flood depth class",
-                 "flood_buildings": "Buildings with water against them",
-                 "flood_hotspots": "Hotspots, ranked"}
 
 
 class Link(BaseModel):
@@ -54,7 +51,8 @@ class ScenarioList(BaseModel):
     scenarios: list[ScenarioView]
 
 
-def _view(request: Request, record: jobs.ScenarioRecord) -> ScenarioView:
+def _view(request: Request, record: jobs.ScenarioRecord,
+          kinds: Mapping[str, ScenarioKind]) -> ScenarioView:
     base = str(request.base_url).rstrip("/")
     own = f"{base}/scenarios/{record.id}"
     links = [Link(href=own, rel="self", title="This scenario", type="application/json")]
@@ -65,13 +63,16 @@ def _view(request: Request, record: jobs.ScenarioRecord) -> ScenarioView:
                   for name in record.outputs.get("files", [])]
         links += [Link(href=f"{base}/collections/{layer}/items?filter=scenario_id={record.id}",
                        rel="items", title=title, type="application/geo+json")
-                  for layer, title in RESULT_LAYERS.items()]
+                  for layer, title in kinds[record.kind].result_layers.items()]
     return ScenarioView(**vars(record), links=links)
 
 
-def scenarios_router(settings: Settings, principal: Callable[..., Principal]) -> APIRouter:
+def scenarios_router(ctx: JobContext, kinds: Mapping[str, ScenarioKind],
+                     principal: Callable[..., Principal]) -> APIRouter:
     router = APIRouter(prefix="/scenarios", tags=["Scenarios"])
-    root, crs = settings.storage.root, settings.city.crs
+
+    def view(request: Request, record: jobs.ScenarioRecord) -> ScenarioView:
+        return _view(request, record, kinds)
 
     def runner(who: Annotated[Principal, Depends(principal)]) -> Principal:
         if who.anonymous:
@@ -86,32 +87,42 @@ def scenarios_router(settings: Settings, principal: Callable[..., Principal]) ->
         if worker is not None:
             worker.wake()
 
-    @router.post("/flood", status_code=201, response_model=ScenarioView,
-                 summary="Queue a design-storm flood scenario")
-    def create(request: Request, response: Response, inputs: FloodInputs,
-               who: Annotated[Principal, Depends(runner)]) -> ScenarioView:
-        with request.app.state.engine.connect() as conn:
-            check_inputs(conn, inputs, root, crs)
-            scenario_id = jobs.enqueue(conn, inputs, who.name)
-            conn.commit()
-            record = jobs.get(conn, scenario_id)
-        wake(request)
-        response.headers["Location"] = f"{str(request.base_url).rstrip('/')}/scenarios/" \
-                                       f"{scenario_id}"
-        return _view(request, record)
+    def create_route(kind: ScenarioKind) -> None:
+        # One route per kind, so that OpenAPI documents each kind's own inputs.
+        def create(request: Request, response: Response,
+                   inputs: Annotated[kind.inputs, Body()],  # type: ignore[name-defined]
+                   who: Annotated[Principal, Depends(runner)]) -> ScenarioView:
+            with request.app.state.engine.connect() as conn:
+                kind.check(conn, inputs, ctx)
+                scenario_id = jobs.enqueue(conn, kind, inputs, who.name)
+                conn.commit()
+                record = jobs.get(conn, scenario_id)
+            wake(request)
+            response.headers["Location"] = f"{str(request.base_url).rstrip('/')}/scenarios/" \
+                                           f"{scenario_id}"
+            return view(request, record)
+
+        router.add_api_route(f"/{kind.name}", create, methods=["POST"], status_code=201,
+                             response_model=ScenarioView, summary=kind.summary,
+                             operation_id=f"create_{kind.name}_scenario")
+
+    for kind in kinds.values():
+        create_route(kind)
 
     @router.get("", response_model=ScenarioList, summary="Recent scenarios, newest first")
-    def listing(request: Request, _: Annotated[Principal, Depends(principal)]) -> ScenarioList:
+    def listing(request: Request, _: Annotated[Principal, Depends(principal)],
+                kind: Literal[tuple(kinds)] | None = None  # type: ignore[valid-type]
+                ) -> ScenarioList:
         with request.app.state.engine.connect() as conn:
-            records = jobs.recent(conn)
-        return ScenarioList(scenarios=[_view(request, r) for r in records])
+            records = jobs.recent(conn, kind)
+        return ScenarioList(scenarios=[view(request, r) for r in records])
 
     @router.get("/{scenario_id}", response_model=ScenarioView,
                 summary="A scenario: status, progress, log, outputs")
     def read(request: Request, scenario_id: int,
              _: Annotated[Principal, Depends(principal)]) -> ScenarioView:
         with request.app.state.engine.connect() as conn:
-            return _view(request, jobs.get(conn, scenario_id))
+            return view(request, jobs.get(conn, scenario_id))
 
     @router.get("/{scenario_id}/files/{name}", summary="A raster or the summary of a run",
                 response_class=FileResponse)
@@ -122,7 +133,7 @@ def scenarios_router(settings: Settings, principal: Callable[..., Principal]) ->
         # Only names the run published: never a path a client made up.
         if record.status != "succeeded" or name not in record.outputs.get("files", []):
             raise NotFound(f"scenario {scenario_id} has no file {name!r}")
-        path = scenario_folder(root, scenario_id) / name
+        path = jobs.scenario_folder(ctx, scenario_id) / name
         if not path.is_file():
             raise NotFound(f"scenario {scenario_id} has no file {name!r}")
         return FileResponse(path, media_type="image/tiff" if name.endswith(".tif")
@@ -133,7 +144,7 @@ def scenarios_router(settings: Settings, principal: Callable[..., Principal]) ->
     def cancel(request: Request, scenario_id: int,
                _: Annotated[Principal, Depends(runner)]) -> ScenarioView:
         with request.app.state.engine.connect() as conn:
-            return _view(request, jobs.cancel(conn, scenario_id))
+            return view(request, jobs.cancel(conn, scenario_id))
 
     @router.post("/{scenario_id}/rerun", response_model=ScenarioView,
                  summary="Queue a failed or cancelled scenario again")
@@ -142,14 +153,14 @@ def scenarios_router(settings: Settings, principal: Callable[..., Principal]) ->
         with request.app.state.engine.connect() as conn:
             record = jobs.rerun(conn, scenario_id)
         wake(request)
-        return _view(request, record)
+        return view(request, record)
 
     @router.delete("/{scenario_id}", status_code=204,
                    summary="Delete a scenario with its results (a running one stops)")
     def delete(request: Request, scenario_id: int,
                _: Annotated[Principal, Depends(runner)]) -> Response:
         with request.app.state.engine.connect() as conn:
-            jobs.delete(conn, scenario_id, root)
+            jobs.delete(conn, ctx, scenario_id)
         return Response(status_code=204)
 
     return router

@@ -1,5 +1,9 @@
-"""Scenario jobs: a queue in ``cim.scenarios``, run by a worker thread in the server or in the
-foreground by ``cim flood run``.
+"""Scenario jobs of every kind (flood, traffic): a queue in ``cim.scenarios``, run by a worker
+thread in the server or in the foreground by ``cim flood run`` / ``cim traffic run``.
+
+A kind (:class:`ScenarioKind`) brings its inputs model, a check made before queuing and a run
+that publishes its results with :func:`succeed`: result rows, status and files at once. The
+kinds are listed in :mod:`simulation.kinds`; this module only dispatches on a row's ``kind``.
 
 A worker claims the oldest queued row with ``FOR UPDATE SKIP LOCKED`` and, before the claim
 commits, takes a session advisory lock (``LOCK_CLASS``, id) on the connection the job runs
@@ -11,25 +15,23 @@ jobs another process is running.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import shutil
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from pydantic import BaseModel
 from sqlalchemy import Connection, Engine, text
 
-from simulation.flood.errors import (
-    Cancelled,
-    FloodInputError,
-    ScenarioConflict,
-    ScenarioNotFound,
-)
-from simulation.flood.scenario import FloodInputs, run_flood, scenario_folder
+from simulation.errors import Cancelled, ScenarioConflict, ScenarioInputError, ScenarioNotFound
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,77 @@ PROGRESS_EVERY_S = 1.0
 INTERRUPTED = "interrupted: the process running it stopped; rerun it"
 _COLUMNS = ("id, kind, name, inputs, status, progress, log, outputs, created_by, created_at, "
             "started_at, finished_at, error")
+SCENARIOS_DIR = "scenarios"
+
+
+class Reporter(Protocol):
+    """Where a run reports: progress (0-100) and log lines; raises Cancelled to stop it."""
+
+    def progress(self, percent: float, stage: str) -> None: ...
+
+    def log(self, line: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What every run needs from the settings: where files go, the city's metric CRS."""
+
+    storage_root: Path
+    crs: int
+
+
+@dataclass(frozen=True)
+class ScenarioKind:
+    """One kind of scenario: ``check`` refuses inputs before a job is queued (raising
+    ScenarioInputError); ``run`` computes on the job's connection and ends with
+    :func:`succeed`; ``result_layers`` are the catalog layers (id: title) it fills."""
+
+    name: str
+    inputs: type[BaseModel]
+    check: Callable[[Connection, Any, JobContext], None]
+    run: Callable[[Connection, JobContext, int, Any, Reporter], None]
+    result_layers: Mapping[str, str]
+    summary: str
+
+
+def scenario_folder(ctx: JobContext, scenario_id: int) -> Path:
+    return ctx.storage_root / SCENARIOS_DIR / str(scenario_id)
+
+
+def staging_folder(ctx: JobContext, scenario_id: int) -> Path:
+    """A new hidden folder beside the published ones, for a run to write its files into."""
+    parent = ctx.storage_root / SCENARIOS_DIR
+    parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{scenario_id}-", dir=parent))
+
+
+def succeed(conn: Connection, ctx: JobContext, scenario_id: int, outputs: dict[str, Any],
+            staging: Path | None = None) -> None:
+    """Publish a run: the result rows already written on ``conn``, the status and outputs, and
+    the staging folder renamed into place, in one commit; nothing if the scenario was cancelled
+    or deleted meanwhile (Cancelled). On an error the caller rolls ``conn`` back."""
+    status = conn.scalar(text("SELECT status FROM cim.scenarios WHERE id = :id FOR UPDATE"),
+                         {"id": scenario_id})
+    if status != "running":
+        raise Cancelled(f"scenario {scenario_id} is {status or 'deleted'}: its results are "
+                        "discarded")
+    conn.execute(text(
+        "UPDATE cim.scenarios SET status = 'succeeded', progress = 100, "
+        "finished_at = now(), outputs = CAST(:outputs AS jsonb) WHERE id = :id"),
+        {"id": scenario_id, "outputs": json.dumps(outputs)})
+    if staging is None:
+        conn.commit()
+        return
+    # The files move into place last inside the transaction: a failed commit removes them.
+    folder = scenario_folder(ctx, scenario_id)
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.rename(staging, folder)
+    try:
+        conn.commit()
+    except Exception:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
 
 
 @dataclass(frozen=True)
@@ -66,24 +139,27 @@ def get(conn: Connection, scenario_id: int) -> ScenarioRecord:
     return ScenarioRecord(*row)
 
 
-def recent(conn: Connection, limit: int = 50) -> list[ScenarioRecord]:
-    rows = conn.execute(text(f"SELECT {_COLUMNS} FROM cim.scenarios ORDER BY id DESC "
-                             "LIMIT :limit"), {"limit": limit}).all()
+def recent(conn: Connection, kind: str | None = None, limit: int = 50) -> list[ScenarioRecord]:
+    rows = conn.execute(text(f"SELECT {_COLUMNS} FROM cim.scenarios "
+                             "WHERE CAST(:kind AS text) IS NULL OR kind = :kind "
+                             "ORDER BY id DESC LIMIT :limit"),
+                        {"kind": kind, "limit": limit}).all()
     return [ScenarioRecord(*row) for row in rows]
 
 
-def _insert(conn: Connection, inputs: FloodInputs, created_by: str, status: str) -> int:
+def _insert(conn: Connection, kind: ScenarioKind, inputs: BaseModel, created_by: str,
+            status: str) -> int:
     return int(conn.scalar(text(
         "INSERT INTO cim.scenarios (kind, name, inputs, status, created_by, started_at) "
-        "VALUES ('flood', :name, CAST(:inputs AS jsonb), :status, :by, "
+        "VALUES (:kind, :name, CAST(:inputs AS jsonb), :status, :by, "
         "CASE WHEN :status = 'running' THEN now() END) RETURNING id"),
-        {"name": inputs.name, "inputs": inputs.model_dump_json(), "status": status,
-         "by": created_by}))
+        {"kind": kind.name, "name": getattr(inputs, "name", None),
+         "inputs": inputs.model_dump_json(), "status": status, "by": created_by}))
 
 
-def enqueue(conn: Connection, inputs: FloodInputs, created_by: str) -> int:
+def enqueue(conn: Connection, kind: ScenarioKind, inputs: BaseModel, created_by: str) -> int:
     """A queued job; the caller commits."""
-    return _insert(conn, inputs, created_by, "queued")
+    return _insert(conn, kind, inputs, created_by, "queued")
 
 
 def _lock(conn: Connection, scenario_id: int) -> bool:
@@ -98,26 +174,30 @@ def _unlock(conn: Connection, scenario_id: int) -> None:
     conn.commit()
 
 
-def start_now(conn: Connection, inputs: FloodInputs, created_by: str) -> int:
+def start_now(conn: Connection, kind: ScenarioKind, inputs: BaseModel, created_by: str) -> int:
     """A job already running on ``conn`` (the CLI's foreground run), its lock taken."""
-    scenario_id = _insert(conn, inputs, created_by, "running")
+    scenario_id = _insert(conn, kind, inputs, created_by, "running")
     _lock(conn, scenario_id)
     conn.commit()
     return scenario_id
 
 
-def claim(conn: Connection) -> tuple[int, FloodInputs] | None:
-    """The oldest queued job, now running on ``conn`` with its lock; None if none waits."""
+def claim(conn: Connection, kinds: Mapping[str, ScenarioKind]
+          ) -> tuple[int, ScenarioKind, BaseModel] | None:
+    """The oldest queued job of the given kinds, now running on ``conn`` with its lock; None
+    if none waits."""
     row = conn.execute(text(
-        "SELECT id, inputs FROM cim.scenarios WHERE status = 'queued' ORDER BY id "
-        "LIMIT 1 FOR UPDATE SKIP LOCKED")).first()
+        "SELECT id, kind, inputs FROM cim.scenarios WHERE status = 'queued' "
+        "AND kind = ANY(:kinds) ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"),
+        {"kinds": list(kinds)}).first()
     if row is None or not _lock(conn, row.id):
         conn.rollback()
         return None
     conn.execute(text("UPDATE cim.scenarios SET status = 'running', started_at = now(), "
                       "progress = 0, log = '', error = NULL WHERE id = :id"), {"id": row.id})
     conn.commit()
-    return row.id, FloodInputs.model_validate(row.inputs)
+    kind = kinds[row.kind]
+    return row.id, kind, kind.inputs.model_validate(row.inputs)
 
 
 def fail_orphans(engine: Engine) -> list[int]:
@@ -168,12 +248,12 @@ def rerun(conn: Connection, scenario_id: int) -> ScenarioRecord:
     return get(conn, scenario_id)
 
 
-def delete(conn: Connection, scenario_id: int, storage_root: Path) -> None:
+def delete(conn: Connection, ctx: JobContext, scenario_id: int) -> None:
     """Remove a scenario with its results and files; a queued or running job stops."""
     get(conn, scenario_id)
     conn.execute(text("DELETE FROM cim.scenarios WHERE id = :id"), {"id": scenario_id})
     conn.commit()
-    shutil.rmtree(scenario_folder(storage_root, scenario_id), ignore_errors=True)
+    shutil.rmtree(scenario_folder(ctx, scenario_id), ignore_errors=True)
 
 
 class _DbReporter:
@@ -207,20 +287,20 @@ class _DbReporter:
         self._write("UPDATE cim.scenarios SET log = log || :line", {"line": line + "\n"})
 
 
-def execute(conn: Connection, storage_root: Path, crs: int, scenario_id: int,
-            inputs: FloodInputs, *, stop: threading.Event | None = None,
+def execute(conn: Connection, ctx: JobContext, kind: ScenarioKind, scenario_id: int,
+            inputs: BaseModel, *, stop: threading.Event | None = None,
             on_progress: Callable[[str, float], None] | None = None) -> None:
     """Run a claimed job to its end: succeeded (published), failed, or left cancelled."""
     reporter = _DbReporter(conn, scenario_id, stop, on_progress)
     try:
-        run_flood(conn, storage_root, crs, scenario_id, inputs, reporter)
+        kind.run(conn, ctx, scenario_id, inputs, reporter)
     except Cancelled as exc:
         conn.rollback()
         if stop is not None and stop.is_set():
             _fail(conn, scenario_id, INTERRUPTED)
         else:  # cancelled or deleted by a user: the row says so already
             log.info("scenario %s: %s", scenario_id, exc)
-    except FloodInputError as exc:
+    except ScenarioInputError as exc:
         conn.rollback()
         _fail(conn, scenario_id, str(exc))
     except Exception as exc:
@@ -245,9 +325,9 @@ def _fail(conn: Connection, scenario_id: int, error: str) -> None:
 class Worker:
     """One thread that runs queued jobs one at a time (a run uses every core already)."""
 
-    def __init__(self, engine: Engine, storage_root: Path, crs: int, poll_s: float = 1.0
-                 ) -> None:
-        self.engine, self.storage_root, self.crs, self.poll_s = engine, storage_root, crs, poll_s
+    def __init__(self, engine: Engine, ctx: JobContext, kinds: Mapping[str, ScenarioKind],
+                 poll_s: float = 1.0) -> None:
+        self.engine, self.ctx, self.kinds, self.poll_s = engine, ctx, kinds, poll_s
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="scenario-worker", daemon=True)
@@ -285,10 +365,10 @@ class Worker:
 
     def _run_one(self) -> bool:
         with self.engine.connect() as conn:
-            claimed = claim(conn)
+            claimed = claim(conn, self.kinds)
             if claimed is None:
                 return False
-            scenario_id, inputs = claimed
-            log.info("scenario %s: started", scenario_id)
-            execute(conn, self.storage_root, self.crs, scenario_id, inputs, stop=self._stop)
+            scenario_id, kind, inputs = claimed
+            log.info("scenario %s (%s): started", scenario_id, kind.name)
+            execute(conn, self.ctx, kind, scenario_id, inputs, stop=self._stop)
         return True
