@@ -352,7 +352,8 @@ def test_cli_builds_then_rewrites_nothing(city, tmp_path):
     env = {"CIM_DATABASE_URL": city.url.render_as_string(hide_password=False)}
     first = cim("tiles", "build-3d", "--out", str(out), env=env)
     assert first.returncode == 0, first.stderr
-    assert "17 buildings in 1 tiles: 1 written" in first.stderr
+    assert "buildings: 17 features in 1 tiles: 1 written" in first.stderr
     second = cim("tiles", "build-3d", "--out", str(out), env=env)
-    assert "0 written, 0 removed, 1 unchanged" in second.stderr
-    assert json.loads((out / TILESET).read_text())["asset"]["version"] == "1.1"
+    assert "buildings: 17 features in 1 tiles: 0 written, 0 removed, 1 unchanged" \
+        in second.stderr
+    assert json.loads((out / "buildings" / TILESET).read_text())["asset"]["version"] == "1.1"

@@ -22,11 +22,13 @@ from tiles.export import FORMATS, pmtiles_order, write_mbtiles, write_pmtiles
 from tiles.invalidation import Invalidator
 from tiles.metadata import attribution, vector_layers
 from tiles.pyramid import Progress, check_zooms, data_bbox, parse_bbox, render_all, tiles_in
+from tiles.terrain import dems_within, prepare_terrain
 from tiles.threed.api import tilesets_folder
 from tiles.threed.build import build_buildings
+from tiles.threed.infrastructure import build_infrastructure
 
 tiles_app = typer.Typer(help="Vector tiles: seed the server's cache, export PMTiles/MBTiles; "
-                        "3D Tiles of the buildings.",
+                        "3D Tiles of the buildings and infrastructure.",
                         no_args_is_help=True)
 GRID = "WebMercatorQuad"
 
@@ -154,22 +156,33 @@ def export(
 def build_3d(
     ctx: typer.Context,
     out: Annotated[Path | None, typer.Option(
-        "--out", help="Folder of the tileset (default: the one the server reads, "
-        "STORAGE_ROOT/3dtiles/buildings).")] = None,
+        "--out", help="Folder of the tilesets, one sub-folder each (default: the one the "
+        "server reads, STORAGE_ROOT/3dtiles).")] = None,
     full: Annotated[bool, typer.Option(
-        "--full", help="Rewrite every tile, not only those whose buildings changed.")] = False,
+        "--full", help="Rewrite every tile, not only those whose features changed.")] = False,
 ) -> None:
-    """Build the buildings' OGC 3D Tiles 1.1 (tileset.json + glb); reruns rewrite only the
-    tiles whose buildings changed since."""
+    """Build the OGC 3D Tiles 1.1 (tileset.json + glb) of the buildings, bridges, water and
+    drainage network, and ready the DEMs for terrain tiles; reruns rewrite only the tiles
+    whose features changed since."""
     settings: Settings = ctx.obj
-    folder = out or tilesets_folder(settings.storage.root) / "buildings"
+    folder = out or tilesets_folder(settings.storage.root)
     engine = engine_for(settings)
     try:
         with progress_bar("3D tiles") as progress:
-            report = build_buildings(engine, folder, progress, full=full)
+            reports = {"buildings": build_buildings(
+                engine, folder / "buildings", _share(progress, 0, 3, "buildings"),
+                full=full, storage_root=settings.storage.root)}
+            reports.update(build_infrastructure(engine, folder, settings.storage.root,
+                                                _share(progress, 1, 3, "infrastructure"),
+                                                full=full))
+            progress("terrain: Web Mercator copies of the DEMs", 2 / 3)
+            with engine.connect() as conn:
+                dems = dems_within(conn, settings.storage.root)
+            prepare_terrain(dems, settings.storage.root)
     finally:
         engine.dispose()
-    console.print(f"{report.buildings:,} buildings in {report.tiles:,} tiles: "
-                  f"{report.written:,} written, {report.removed:,} removed, "
-                  f"{report.tiles - report.written:,} unchanged, in {report.seconds:.1f} s "
-                  f"({folder})")
+    for name, report in reports.items():
+        console.print(f"{name}: {report.buildings:,} features in {report.tiles:,} tiles: "
+                      f"{report.written:,} written, {report.removed:,} removed, "
+                      f"{report.tiles - report.written:,} unchanged, in {report.seconds:.1f} s")
+    console.print(f"in {folder}")

@@ -1,9 +1,11 @@
-"""Serves the built 3D Tiles: ``/3dtiles/buildings/tileset.json`` and its glb content.
+"""Serves the built 3D Tiles: ``/3dtiles/{tileset}/tileset.json`` and its glb content, for
+the buildings and the infrastructure tilesets (bridges, water, drainage).
 
 The files come from ``cim tiles build-3d`` under the storage root; each response carries an
 ETag and Cache-Control (``layers.responses.cached``), so a client revalidates a tile it holds
-for the cost of a 304. The buildings layer's classification applies as everywhere else: a
-reader who may not see it gets 404.
+for the cost of a 304. The classification of the layers a tileset draws applies as
+everywhere else: a reader who may not see one of them gets 404 (the drainage network is
+internal).
 
 (No postponed annotations here: FastAPI resolves the route closures' dependencies at
 definition time.)
@@ -22,10 +24,13 @@ from cim.access import Principal
 from layers.errors import NotFound
 from layers.model import LayerDefinition
 from layers.responses import cached
-from tiles.threed.build import TILESET
+from tiles.threed.infrastructure import TILESETS as INFRASTRUCTURE
+from tiles.threed.writer import TILESET
 
 GLB = "model/gltf-binary"
 TILE_NAME = re.compile(r"\d{1,2}-\d{1,8}-\d{1,8}")
+TILESETS: dict[str, tuple[str, ...]] = {"buildings": ("buildings",), **INFRASTRUCTURE}
+"""Every tileset served, with the catalog layers it draws."""
 
 
 def tilesets_folder(storage_root: Path) -> Path:
@@ -36,12 +41,13 @@ def tilesets_folder(storage_root: Path) -> Path:
 def threed_router(catalog: list[LayerDefinition], folder: Path,
                   principal: Callable[..., Principal]) -> APIRouter:
     router = APIRouter(tags=["3D Tiles"])
-    buildings = next((layer for layer in catalog if layer.id == "buildings"), None)
+    layers = {layer.id: layer for layer in catalog}
 
-    async def readable(who: Annotated[Principal, Depends(principal)]) -> Path:
-        if buildings is None or not who.may_see(buildings):
-            raise NotFound("no 3D tileset 'buildings'")
-        return folder / "buildings"
+    async def readable(tilesetId: str, who: Annotated[Principal, Depends(principal)]) -> Path:
+        drawn = [layers.get(layer) for layer in TILESETS.get(tilesetId, ("",))]
+        if not all(layer is not None and who.may_see(layer) for layer in drawn):
+            raise NotFound(f"no 3D tileset {tilesetId!r}")
+        return folder / tilesetId
 
     def read(path: Path) -> bytes:
         try:
@@ -49,13 +55,14 @@ def threed_router(catalog: list[LayerDefinition], folder: Path,
         except FileNotFoundError:
             raise NotFound(f"{path.name} is not built (run `cim tiles build-3d`)") from None
 
-    @router.get("/3dtiles/buildings/tileset.json", summary="3D Tiles 1.1 tileset of buildings",
+    @router.get("/3dtiles/{tilesetId}/tileset.json",
+                summary="3D Tiles 1.1 tileset: buildings, bridges, water or drainage",
                 response_class=Response, responses={200: {"content": {"application/json": {}}}})
     async def tileset(request: Request, where: Annotated[Path, Depends(readable)]) -> Response:
         data = await run_in_threadpool(read, where / TILESET)
         return cached(request, data, "application/json")
 
-    @router.get("/3dtiles/buildings/{tile}.glb", summary="glb content of one tile",
+    @router.get("/3dtiles/{tilesetId}/{tile}.glb", summary="glb content of one tile",
                 response_class=Response, responses={200: {"content": {GLB: {}}}})
     async def content(request: Request, tile: str,
                       where: Annotated[Path, Depends(readable)]) -> Response:

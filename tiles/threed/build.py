@@ -2,23 +2,23 @@
 
 A build reads every current building's box and heights (cheap: no geometry), lays out the
 quadtree, and names each tile's content by a digest of what it draws: the version ids of
-its buildings (an edit or import makes new versions), the colours and the format. Tiles
-whose digest is the one recorded at the last build (``manifest.json``) are left as they are;
-the rest are built from their buildings' footprints and written atomically, then
-tileset.json, then the manifest; files of tiles that no longer exist go last. So an edit
-rewrites the few tiles holding the buildings it changed, and a reader of the folder never
-sees a tileset.json naming a file that is not there yet. Everything is read in one
-REPEATABLE READ snapshot, so a build is of one moment of the city.
+its buildings (an edit or import makes new versions), the colours, the format and, when
+some building's ground was taken from the terrain, the DEMs' version ids
+(:mod:`tiles.threed.writer`). Only the tiles whose digest changed are drawn from their
+buildings' footprints. Everything is read in one REPEATABLE READ snapshot, so a build is of
+one moment of the city.
+
+Buildings whose ``geom_3d`` is a volume (CityJSON LOD1/LOD2 surfaces) are drawn from it as
+it is (:mod:`tiles.threed.solids`); the others are extruded from footprint and heights.
+A building's base is its ``ground_elevation``; where that is unknown, the lowest DEM height
+at its footprint's box corners and centre (so it never floats above a slope), and 0 where
+no DEM covers it either.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,42 +26,40 @@ import shapely
 from sqlalchemy import Connection, Engine
 
 from layers.catalog import load_catalog
-from tiles.threed.extrude import Footprints, building_mesh, roof_codes
-from tiles.threed.geodesy import metres_per_degree, to_ecef
+from tiles.terrain import dems_within, sample_heights
+from tiles.threed.extrude import Footprints, Mesh, building_mesh, roof_codes
 from tiles.threed.glb import Property, write_glb
-from tiles.threed.hierarchy import Tile, quadtree, tileset_document
+from tiles.threed.hierarchy import Tile
+from tiles.threed.solids import is_solid, solid_mesh
+from tiles.threed.writer import (
+    MANIFEST,
+    TILESET,
+    BuildReport,
+    Progress,
+    fetch,
+    write_tileset,
+)
 
-FORMAT = "cim-buildings-glb/1"
+__all__ = ["MANIFEST", "TILESET", "BuildReport", "build_buildings"]
+
+FORMAT = "cim-buildings-glb/2"
 """Changing how a tile is drawn means changing this: every tile is rebuilt once."""
-MANIFEST = "manifest.json"
-TILESET = "tileset.json"
 LEAF_SIZE = 2000
 """Buildings in a leaf (and kept by a parent): ~1-2 MB of glb, one draw call."""
 BATCH_BUILDINGS = 20_000
 """Buildings read from the database at once while writing tiles."""
 
 SUMMARY = """
-    SELECT vid, ST_XMin(b), ST_YMin(b), ST_XMax(b), ST_YMax(b),
-           coalesce(ground_elevation, 0) + min_height, coalesce(ground_elevation, 0) + height
-    FROM (SELECT vid, geom::box2d AS b, ground_elevation, min_height, height
+    SELECT vid, ST_XMin(b), ST_YMin(b), ST_XMax(b), ST_YMax(b), ground_elevation, min_height,
+           height
+    FROM (SELECT vid, coalesce(geom_3d, geom)::box2d AS b, ground_elevation, min_height, height
           FROM cim.buildings WHERE valid_to IS NULL) current
 """
 DETAIL = """
-    SELECT vid, id, ST_AsBinary(geom), coalesce(ground_elevation, 0) AS ground, min_height,
-           height, roof_shape, roof_height, use, floors, name
+    SELECT vid, id, ST_AsBinary(geom), min_height, height, roof_shape, roof_height, use,
+           floors, name, ST_AsBinary(geom_3d)
     FROM cim.buildings WHERE vid = ANY(%(vids)s)
 """
-
-Progress = Callable[[str, float], None]
-
-
-@dataclass(frozen=True)
-class BuildReport:
-    buildings: int
-    tiles: int
-    written: int
-    removed: int
-    seconds: float
 
 
 def use_colours() -> tuple[dict[str, list[int]], list[int]]:
@@ -74,32 +72,24 @@ def use_colours() -> tuple[dict[str, list[int]], list[int]]:
     return {use: rgba(c) for use, c in style.categories.items()}, rgba(style.colour)
 
 
-def _digest(vids: np.ndarray, style: str) -> str:
-    h = hashlib.blake2b(f"{FORMAT}|{style}|".encode(), digest_size=16)
-    h.update(np.sort(vids).astype("<i8").tobytes())
-    return h.hexdigest()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_bytes(data)
-    temporary.replace(path)
-
-
-def _tile_glb(rows: list[tuple], centre: np.ndarray, colours: dict[str, list[int]],
-              default: list[int]) -> bytes:
-    """The glb of one tile's buildings (rows of DETAIL in feature order)."""
-    (_, ids, wkb, ground, min_h, height, roof, roof_h, use, floors, name) = zip(*rows,
+def _tile_glb(rows: list[tuple], ground: np.ndarray, centre: np.ndarray,
+              colours: dict[str, list[int]], default: list[int]) -> bytes:
+    """The glb of one tile's buildings (rows of DETAIL in feature order, standing on
+    ``ground``)."""
+    (_, ids, wkb, min_h, height, roof, roof_h, use, floors, name, wkb_3d) = zip(*rows,
                                                                                  strict=True)
-    ground = np.array(ground, dtype=float)
     min_h = np.array(min_h, dtype=float)
+    geoms_3d = shapely.from_wkb(np.array(wkb_3d, dtype=object))
+    solid = is_solid(geoms_3d)
+    blocks = np.flatnonzero(~solid)
     fp = Footprints(
-        geoms=shapely.from_wkb(np.array(wkb, dtype=object)),
-        bottom=ground + min_h, top=ground + np.array(height, dtype=float),
-        roof=roof_codes(np.array(roof, dtype=object)),
-        roof_height=np.array([np.nan if r is None else r for r in roof_h], dtype=float),
-        floor=min_h > 0)
-    mesh = building_mesh(fp)
+        geoms=shapely.from_wkb(np.array(wkb, dtype=object))[blocks],
+        bottom=(ground + min_h)[blocks], top=(ground + np.array(height, dtype=float))[blocks],
+        roof=roof_codes(np.array(roof, dtype=object))[blocks],
+        roof_height=np.array([np.nan if r is None else r for r in roof_h], dtype=float)[blocks],
+        floor=(min_h > 0)[blocks])
+    mesh = _joined(building_mesh(fp) if len(blocks) else Mesh.empty(), blocks,
+                   solid_mesh(geoms_3d[solid], np.flatnonzero(solid)))
     local = mesh.positions - centre
     y_up = np.column_stack([local[:, 0], local[:, 2], -local[:, 1]])
     n = mesh.normals
@@ -118,80 +108,65 @@ def _tile_glb(rows: list[tuple], centre: np.ndarray, colours: dict[str, list[int
                      "building", columns)
 
 
-def _rows(conn: Connection, sql: str, **params: object) -> list[tuple]:
-    """Plain tuples from the driver: SQLAlchemy's rows cost 20 times more to unpack here."""
-    with conn.connection.dbapi_connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
+def _joined(blocks: Mesh, rows: np.ndarray, solids: Mesh) -> Mesh:
+    """One mesh of the extruded buildings (whose feature indices count ``rows``) and of
+    those drawn from their own solids."""
+    return Mesh(np.concatenate([blocks.positions, solids.positions]),
+                np.concatenate([blocks.normals, solids.normals]),
+                np.concatenate([rows[blocks.feature], solids.feature]),
+                np.concatenate([blocks.triangles,
+                                solids.triangles + len(blocks.positions)]).astype(np.uint32))
 
 
-def _summary(conn: Connection) -> tuple[np.ndarray, np.ndarray]:
-    rows = _rows(conn, SUMMARY)
-    table = np.array(rows, dtype=float).reshape(-1, 7)
-    return table[:, 0].astype(np.int64), table[:, 1:]
-
-
-def _centre(region: np.ndarray) -> np.ndarray:
-    return to_ecef(np.array([(region[0] + region[2]) / 2]),
-                   np.array([(region[1] + region[3]) / 2]),
-                   np.array([(region[4] + region[5]) / 2]))[0]
+def _summary(conn: Connection, storage_root: Path | None
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
+    """Version ids, boxes (west, south, east, north, bottom, top), grounds, and the DEMs
+    any ground was sampled from."""
+    table = np.array(fetch(conn, SUMMARY), dtype=float).reshape(-1, 8)
+    ground = table[:, 5]
+    unknown = np.flatnonzero(np.isnan(ground))
+    used: list[int] = []
+    if len(unknown) and storage_root is not None:
+        dems = dems_within(conn, storage_root)
+        if dems:
+            w, s, e, n = (table[unknown, i] for i in range(1, 5))
+            lon = np.concatenate([w, e, e, w, (w + e) / 2])
+            lat = np.concatenate([s, s, n, n, (s + n) / 2])
+            heights = sample_heights(dems, lon, lat).reshape(5, -1)
+            ground[unknown] = np.where(np.isnan(heights), np.inf, heights).min(axis=0)
+            used = [d.vid for d in dems]
+    ground = np.where(np.isfinite(ground), ground, 0.0)
+    box = np.column_stack([table[:, 1:5], ground + table[:, 6], ground + table[:, 7]])
+    return table[:, 0].astype(np.int64), box, ground, used
 
 
 def build_buildings(engine: Engine, out: Path, progress: Progress | None = None,
-                    leaf_size: int = LEAF_SIZE, full: bool = False) -> BuildReport:
+                    leaf_size: int = LEAF_SIZE, full: bool = False,
+                    storage_root: Path | None = None) -> BuildReport:
     """Build (or bring up to date) the buildings' tileset in ``out``; ``full`` rewrites
-    every tile."""
-    started = time.perf_counter()
+    every tile. With ``storage_root`` (where the DEMs are), buildings without a
+    ``ground_elevation`` stand on the terrain."""
     step = progress or (lambda stage, fraction: None)
-    out.mkdir(parents=True, exist_ok=True)
     colours, default = use_colours()
-    style = json.dumps([colours, default], sort_keys=True)
-    try:
-        manifest = json.loads((out / MANIFEST).read_text())
-    except (OSError, ValueError):
-        manifest = {}
-    before: dict[str, str] = {} if full else manifest.get("tiles", {})
-
     with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn, \
             conn.begin():
         step("reading", 0.0)
-        vids, box = _summary(conn)
-        kx, ky = metres_per_degree((box[:, 1] + box[:, 3]) / 2)
-        size = np.maximum(box[:, 5] - box[:, 4],
-                          np.hypot((box[:, 2] - box[:, 0]) * kx, (box[:, 3] - box[:, 1]) * ky))
-        step("planning", 0.05)
-        root = quadtree((box[:, 0] + box[:, 2]) / 2, (box[:, 1] + box[:, 3]) / 2, size, box,
-                        leaf_size, leaf_size)
-        tiles = root.walk() if root is not None else []
-        digests = {t.name: _digest(vids[t.members], style) for t in tiles}
-        stale = [t for t in tiles
-                 if before.get(t.name) != digests[t.name] or not (out / f"{t.name}.glb").exists()]
-        centres = {t.name: _centre(t.region) for t in tiles}
-        todo = sum(len(t.members) for t in stale)
-        done = 0
-        for batch in _batches(stale):
-            wanted = np.concatenate([vids[t.members] for t in batch])
-            rows = {r[0]: r for r in _rows(conn, DETAIL, vids=wanted.tolist())}
-            for tile in batch:
-                glb = _tile_glb([rows[v] for v in vids[tile.members]], centres[tile.name],
-                                colours, default)
-                _write_atomic(out / f"{tile.name}.glb", glb)
-                done += len(tile.members)
-                step(f"{len(stale)} tiles", 0.1 + 0.9 * done / max(todo, 1))
+        vids, box, ground, dems = _summary(conn, storage_root)
+        salt = "|".join([FORMAT, json.dumps([colours, default], sort_keys=True),
+                         *([f"dems {dems}"] if dems else [])])
 
-    if root is not None:
-        top = float(max(size.max(), root.geometric_error))
-        document = tileset_document(root, centres, top, {"buildings": len(vids)})
-        _write_atomic(out / TILESET, json.dumps(document).encode())
-    else:
-        (out / TILESET).unlink(missing_ok=True)
-    _write_atomic(out / MANIFEST, json.dumps({"format": FORMAT, "tiles": digests}).encode())
-    gone = set(manifest.get("tiles", {})) - set(digests)
-    for name in gone:
-        (out / f"{name}.glb").unlink(missing_ok=True)
-    step("done", 1.0)
-    return BuildReport(len(vids), len(tiles), len(stale), len(gone),
-                       time.perf_counter() - started)
+        def draw(stale: list[Tile], centres: dict[str, np.ndarray]
+                 ) -> Iterator[tuple[Tile, bytes]]:
+            for batch in _batches(stale):
+                wanted = np.concatenate([vids[t.members] for t in batch])
+                rows = {r[0]: r for r in fetch(conn, DETAIL, vids=wanted.tolist())}
+                for tile in batch:
+                    yield tile, _tile_glb([rows[v] for v in vids[tile.members]],
+                                          ground[tile.members], centres[tile.name], colours,
+                                          default)
+
+        return write_tileset(out, vids, box, salt, draw, step, leaf_size, full,
+                             {"buildings": len(vids)})
 
 
 def _batches(tiles: list[Tile]) -> list[list[Tile]]:

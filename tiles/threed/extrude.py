@@ -55,6 +55,11 @@ class Mesh:
     triangles: np.ndarray
     """(m, 3) vertex indices, counter-clockwise seen from outside."""
 
+    @staticmethod
+    def empty() -> Mesh:
+        return Mesh(np.zeros((0, 3)), np.zeros((0, 3), np.float32), np.zeros(0, np.int64),
+                    np.zeros((0, 3), np.uint32))
+
 
 def roof_codes(shapes: np.ndarray) -> np.ndarray:
     return np.array([ROOF_SHAPES.get(str(s).lower(), FLAT) if s else FLAT for s in shapes],
