@@ -29,7 +29,9 @@ from cim.ingest.geometry import hex_ewkb
 from cim.ingest.load import merge
 from cim.ingest.registry import close_import, open_import
 from cim.ingest.report import ImportReport, Rejection
+from cim.limits import check_raster
 from cim.schema.models import SRID, Dem, Provenance
+from cim.settings import LimitsSettings
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,7 @@ def import_dem(
         report.input_crs = crs_label(dem_crs)
         if src.count != 1:
             raise ReaderError(f"{path.name} has {src.count} bands: a DEM has one")
+        check_raster(path.name, src.width, src.height, LimitsSettings())
         band = src.read(1, masked=True)
         if band.count() == 0:
             raise ReaderError(f"{path.name} holds only nodata cells")

@@ -10,11 +10,14 @@ from pyogrio.errors import DataLayerError, DataSourceError
 
 from cim.ingest.errors import ReaderError
 from cim.ingest.formats import Format
+from cim.limits import check_archive
+from cim.settings import LimitsSettings
 
 
 def _gdal_path(path: Path, fmt: Format) -> str:
     # Read zips in place through GDAL's virtual file system: nothing is unpacked on disk.
     if fmt is Format.shapefile and path.suffix.lower() == ".zip":
+        check_archive(path, LimitsSettings())  # zip bombs: refused before GDAL reads them
         return f"/vsizip/{path.resolve()}"
     return str(path)
 
