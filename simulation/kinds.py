@@ -4,5 +4,6 @@ from __future__ import annotations
 
 from simulation.flood.scenario import KIND as FLOOD
 from simulation.jobs import ScenarioKind
+from simulation.traffic.scenario import KIND as TRAFFIC
 
-KINDS: dict[str, ScenarioKind] = {kind.name: kind for kind in (FLOOD,)}
+KINDS: dict[str, ScenarioKind] = {kind.name: kind for kind in (FLOOD, TRAFFIC)}

@@ -117,3 +117,19 @@ def test_cli_writes_the_network(roads, tmp_path):
     bad = CliRunner().invoke(app, ["traffic", "network", "--out", str(tmp_path / "n.shp")],
                              env=env)
     assert bad.exit_code == 2 and "GeoPackage" in bad.output
+
+
+def test_an_area_keeps_the_roads_touching_it(roads):
+    from pyproj import Transformer
+
+    from simulation.traffic.errors import TrafficInputError
+
+    to_lonlat = Transformer.from_crs(CRS, 4326, always_xy=True)
+    # A box over the east edge of the grid and the one-way loop beyond it.
+    west, south = to_lonlat.transform(X + 350, Y + 150)
+    east, north = to_lonlat.transform(X + 550, Y + 450)
+    built = network_from_database(roads, CRS, grid_m=300.0, area=(west, south, east, north))
+    assert set(built.links["road_id"].dropna()) == {"t:ow", "t:h1", "t:h2", "t:v2"}
+    far = to_lonlat.transform(X + 50_000, Y)
+    with pytest.raises(TrafficInputError, match="no current roads in the area"):
+        network_from_database(roads, CRS, area=(*far, far[0] + 0.01, far[1] + 0.01))

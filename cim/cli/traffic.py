@@ -1,16 +1,18 @@
 """``cim traffic``: equilibrium assignment. ``assign`` runs standard TNTP files with no
-database; ``network`` builds the car network from the city model's roads."""
+database; ``network`` builds the car network from the city model's roads; ``run`` runs a
+traffic scenario on the city model; ``routes`` finds emergency routes on one."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from cim.cli.progress import console, progress_bar
 
-traffic_app = typer.Typer(help="Traffic: the car network and user-equilibrium assignment.",
+traffic_app = typer.Typer(help="Traffic: the car network, assignment, scenarios and routes.",
                           no_args_is_help=True)
 
 # Bad input exits with 2, as for the other commands (cim/cli/errors.py).
@@ -131,3 +133,173 @@ def network_command(
     n = built.network
     console.print(f"{n.num_links} links, {n.num_nodes} nodes, {n.num_zones} zones written "
                   f"to {out}")
+
+
+def _geometries(path: Path, kinds: tuple[str, ...]) -> list[tuple[dict[str, Any], dict]]:
+    """(geometry, properties) of each feature of a GeoJSON file whose type is in ``kinds``."""
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise _fail(f"cannot read {path} as GeoJSON: {exc}") from None
+    if document.get("type") == "FeatureCollection":
+        features = document.get("features", [])
+    elif document.get("type") == "Feature":
+        features = [document]
+    else:
+        features = [{"type": "Feature", "geometry": document, "properties": {}}]
+    found = []
+    for number, feature in enumerate(features, start=1):
+        geometry = feature.get("geometry") or {}
+        if geometry.get("type") not in kinds:
+            raise _fail(f"{path.name}: feature {number} is a {geometry.get('type')}, not "
+                        f"{' or '.join(kinds)}")
+        found.append((geometry, feature.get("properties") or {}))
+    return found
+
+
+def _change(text: str) -> dict[str, Any]:
+    """``ROAD_ID:lanes=4,max_speed_kmh=50,capacity_vph=3000``."""
+    road, _, settings = text.rpartition(":")
+    if not road or not settings:
+        raise _fail(f"--change {text!r}: use ROAD_ID:lanes=4,max_speed_kmh=50")
+    change: dict[str, Any] = {"road_id": road}
+    for item in settings.split(","):
+        name, _, value = item.partition("=")
+        try:
+            change[name.strip()] = float(value)
+        except ValueError:
+            raise _fail(f"--change {text!r}: {item!r} is not NAME=NUMBER") from None
+    return change
+
+
+def _point(text: str, name: str) -> tuple[float, float]:
+    from layers.errors import InvalidParameter
+    from simulation.traffic.api import parse_point
+
+    try:
+        return parse_point(text, name)
+    except InvalidParameter as exc:
+        raise _fail(str(exc)) from None
+
+
+@traffic_app.command("run")
+def run_command(
+    ctx: typer.Context,
+    close: Annotated[list[str] | None, typer.Option(
+        help="Close a road (both directions) by id. Repeatable.")] = None,
+    close_area: Annotated[Path | None, typer.Option(
+        help="GeoJSON of polygons (lon/lat): every road link touching one closes.")] = None,
+    flood_scenario: Annotated[int | None, typer.Option(
+        help="Slow or close the roads this flood scenario floods (Pregnolato et al. 2017, "
+        "closed from 0.3 m).")] = None,
+    change: Annotated[list[str] | None, typer.Option(
+        help="Change a road: ROAD_ID:lanes=4,max_speed_kmh=50,capacity_vph=3000 (totals of "
+        "both directions). Repeatable.")] = None,
+    add: Annotated[Path | None, typer.Option(
+        help="GeoJSON of new roads (LineStrings, lon/lat; properties road_class, lanes, "
+        "max_speed_kmh, capacity_vph, oneway), joined at their ends.")] = None,
+    scale: Annotated[float, typer.Option(help="The scenario's demand as a multiple of the "
+                                         "base.")] = 1.0,
+    od: Annotated[Path | None, typer.Option(
+        help="Import the OD matrix: CSV origin,destination,trips (zone ids, trips in the "
+        "hour); default: demand from the buildings.")] = None,
+    peak_hour_factor: Annotated[float, typer.Option(
+        help="Share of the day's trips in the analysed hour.")] = 0.1,
+    mean_trip_min: Annotated[float | None, typer.Option(
+        help="Target mean trip time of the gravity model, minutes.")] = None,
+    area: Annotated[str | None, typer.Option(
+        help="W,S,E,N in degrees: only the roads and buildings touching it.")] = None,
+    grid: Annotated[float, typer.Option(help="Zone grid cell size, m.")] = 1000.0,
+    admin_level: Annotated[str | None, typer.Option(
+        help="Zones from administrative units of this level instead of the grid.")] = None,
+    gap: Annotated[float, typer.Option(help="Relative gap to reach.")] = 1e-4,
+    name: Annotated[str | None, typer.Option(help="A name for the scenario.")] = None,
+) -> None:
+    """Run a traffic scenario (base case and changes) on the city model and publish it."""
+    from pydantic import ValidationError
+
+    from cim.cli.flood import parse_area
+    from cim.cli.scenarios import run_in_foreground
+    from simulation.traffic.demand import read_od_csv
+    from simulation.traffic.scenario import KIND, TrafficInputs
+
+    settings = ctx.obj
+    try:
+        bbox = parse_area(area) if area else None
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    areas = [g for g, _ in _geometries(close_area, ("Polygon", "MultiPolygon"))
+             ] if close_area else []
+    roads = [{**{k: v for k, v in props.items() if k in (
+        "road_class", "lanes", "max_speed_kmh", "capacity_vph", "oneway")},
+              "coordinates": [tuple(c[:2]) for c in geometry["coordinates"]]}
+             for geometry, props in _geometries(add, ("LineString",))] if add else []
+    try:
+        inputs = TrafficInputs(
+            name=name, close_roads=close or [], close_areas=areas,
+            flood_scenario_id=flood_scenario, change_roads=[_change(c) for c in change or []],
+            add_roads=roads, demand_scale=scale,
+            od=read_od_csv(od) if od is not None else None, peak_hour_factor=peak_hour_factor,
+            mean_trip_min=mean_trip_min, area=bbox, grid_m=grid, admin_level=admin_level,
+            gap=gap)
+    except ValidationError as exc:
+        raise _fail("; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                              for e in exc.errors())) from None
+    record = run_in_foreground(settings, KIND, inputs)
+    out = record.outputs
+    console.print(f"scenario {record.id} succeeded:")
+    for case in ("before", "after"):
+        figures = out[case]
+        console.print(f"  {case}: {figures['vehicle_hours']:.6g} vehicle-hours, "
+                      f"{figures['vehicle_km']:.6g} vehicle-km, {figures['unserved_trips']:.6g} "
+                      f"of {figures['trips']:.6g} trips unserved")
+    console.print(f"  links: {out['links']}; layer traffic_links, "
+                  f"filter=scenario_id={record.id}")
+
+
+@traffic_app.command("routes")
+def routes_command(
+    ctx: typer.Context,
+    scenario: Annotated[int, typer.Option(help="A succeeded traffic scenario.")],
+    from_: Annotated[str, typer.Option("--from", help="The depot, LON,LAT.")],
+    to: Annotated[list[str] | None, typer.Option(
+        help="A destination, LON,LAT. Repeatable.")] = None,
+    hotspots: Annotated[int | None, typer.Option(
+        help="Also to every hotspot of this flood scenario (a point inside each, by rank).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the routes as GeoJSON.")] = None,
+) -> None:
+    """Fastest routes from a depot on a traffic scenario's network (closed roads left out)."""
+    from sqlalchemy import text
+
+    from cim.cli.db import engine_for
+    from simulation.errors import ScenarioConflict
+    from simulation.traffic import routing
+
+    settings = ctx.obj
+    start = _point(from_, "--from")
+    ends = [_point(t, "--to") for t in to or []]
+    engine = engine_for(settings)
+    try:
+        with engine.connect() as conn:
+            network = routing.load(conn, scenario, settings.city.crs)
+            if hotspots is not None:
+                ends += [(lon, lat) for lon, lat in conn.execute(text(
+                    "SELECT ST_X(p), ST_Y(p) FROM cim.flood_hotspots, "
+                    "LATERAL ST_PointOnSurface(geom) AS p WHERE scenario_id = :id "
+                    "ORDER BY rank"), {"id": hotspots})]
+        found, snap = routing.fastest_routes(network, start, ends)
+    except ScenarioConflict as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        engine.dispose()
+    for route in found:
+        where = f"{route.to[0]:.6f},{route.to[1]:.6f}"
+        if route.reachable:
+            console.print(f"{where}: {route.travel_time_min:.2f} min, {route.length_m:.0f} m "
+                          f"over {len(route.roads)} roads")
+        else:
+            console.print(f"{where}: unreachable ({route.reason})")
+    if out is not None:
+        out.write_text(json.dumps(routing.as_geojson(scenario, start, snap, found)))
+        console.print(f"routes written to {out}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from simulation.errors import ScenarioInputError
 
-class TrafficInputError(Exception):
+
+class TrafficInputError(ScenarioInputError):
     """An input (network, trips, flows, parameters, road layer) is missing or unusable."""

@@ -6,8 +6,8 @@ bridge, −1 for a tunnel and 0 for the rest. So a bridge passing over a street 
 with it, while the *ends* of a bridge or tunnel (its ramps and portals) join whatever road they
 touch there, at any level. Ends closer than ``SNAP_M`` are one node. Each level is noded in
 one vectorised GEOS call (``shapely.node``); only roads touched by a ramp's end are cut in a
-Python loop. Only the largest strongly connected part is kept; the report counts what was
-dropped.
+Python loop. Only the largest strongly connected part (by length of road) is kept; the
+report counts what was dropped.
 
 Directions. A one-way road gives one link along its drawn direction, any other road two.
 ``lanes`` and ``capacity_vph`` are read as totals over both directions (as the demo city
@@ -51,7 +51,7 @@ import shapely
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from shapely.ops import substring
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 from simulation.traffic.assignment import Network
 from simulation.traffic.errors import TrafficInputError
@@ -120,34 +120,59 @@ class RoadNetwork:
     report: BuildReport
 
 
-def read_roads(engine: Engine, crs: int) -> gpd.GeoDataFrame:
-    """The current roads, reprojected in the database to the city's metric CRS."""
-    sql = text("""
+Area = tuple[float, float, float, float]
+"""West, south, east, north in longitude and latitude."""
+
+
+def area_condition(area: Area | None) -> tuple[str, dict[str, float | None]]:
+    """A SQL condition on ``geom`` (and its parameters) keeping what touches ``area``."""
+    west, south, east, north = area or (None, None, None, None)
+    return ("(CAST(:west AS float8) IS NULL OR "
+            "geom && ST_MakeEnvelope(:west, :south, :east, :north, 4326))",
+            {"west": west, "south": south, "east": east, "north": north})
+
+
+def read_roads(conn: Connection, crs: int, area: Area | None = None) -> gpd.GeoDataFrame:
+    """The current roads (touching ``area``), reprojected in the database to the city's
+    metric CRS."""
+    where, params = area_condition(area)
+    sql = text(f"""
         SELECT id, road_class, lanes, max_speed_kmh, oneway, bridge, tunnel, capacity_vph,
                attributes->>'layer' AS layer, ST_Transform(geom, :srid) AS geom
-        FROM cim.roads WHERE valid_to IS NULL ORDER BY id""")
-    with engine.connect() as conn:
-        return gpd.read_postgis(sql, conn, geom_col="geom", params={"srid": crs}, crs=crs)
+        FROM cim.roads WHERE valid_to IS NULL AND {where} ORDER BY id""")
+    roads = gpd.read_postgis(sql, conn, geom_col="geom", params={"srid": crs, **params},
+                             crs=crs)
+    if roads.empty:
+        raise TrafficInputError("no current roads" + (" in the area" if area else ""))
+    return roads
 
 
-def read_admin_units(engine: Engine, crs: int, level: str) -> gpd.GeoDataFrame:
+def read_admin_units(conn: Connection, crs: int, level: str, area: Area | None = None
+                     ) -> gpd.GeoDataFrame:
     """The current administrative units of one level (``district``, ``subdistrict``...)."""
-    sql = text("""
+    where, params = area_condition(area)
+    sql = text(f"""
         SELECT id, ST_Transform(geom, :srid) AS geom FROM cim.admin_units
-        WHERE valid_to IS NULL AND level = :level ORDER BY id""")
-    with engine.connect() as conn:
-        units = gpd.read_postgis(sql, conn, geom_col="geom", params={"srid": crs,
-                                                                       "level": level}, crs=crs)
+        WHERE valid_to IS NULL AND level = :level AND {where} ORDER BY id""")
+    units = gpd.read_postgis(sql, conn, geom_col="geom",
+                             params={"srid": crs, "level": level, **params}, crs=crs)
     if units.empty:
-        raise TrafficInputError(f"no current administrative units of level {level!r}")
+        raise TrafficInputError(f"no current administrative units of level {level!r}"
+                                + (" in the area" if area else ""))
     return units
 
 
-def network_from_database(engine: Engine, crs: int, *, admin_level: str | None = None,
-                          grid_m: float = 1000.0, connectors: int = 2) -> RoadNetwork:
-    """The car network of the current city: zones from ``admin_level`` units, else a grid."""
-    roads = read_roads(engine, crs)
-    units = read_admin_units(engine, crs, admin_level) if admin_level else None
+def network_from_database(db: Engine | Connection, crs: int, *, admin_level: str | None = None,
+                          grid_m: float = 1000.0, connectors: int = 2,
+                          area: Area | None = None) -> RoadNetwork:
+    """The car network of the current city (of the roads touching ``area``): zones from
+    ``admin_level`` units, else a grid."""
+    if isinstance(db, Engine):
+        with db.connect() as conn:
+            return network_from_database(conn, crs, admin_level=admin_level, grid_m=grid_m,
+                                         connectors=connectors, area=area)
+    roads = read_roads(db, crs, area)
+    units = read_admin_units(db, crs, admin_level, area) if admin_level else None
     return build_network(roads, zones=units, grid_m=grid_m, connectors=connectors)
 
 
@@ -308,12 +333,17 @@ def _cluster(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _largest_strong_part(links: pd.DataFrame, nodes: pd.DataFrame,
                          report: BuildReport) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Only the largest strongly connected part: elsewhere some trips could not return."""
+    """Only the largest strongly connected part, by length of road: elsewhere some trips
+    could not return. (By length, not nodes: a lane-level or finely cut network elsewhere in
+    the database must not outweigh a district's street grid.)"""
     n = len(nodes)
     graph = coo_matrix((np.ones(len(links)), (links["from_node"], links["to_node"])),
                        shape=(n, n))
-    _, label = connected_components(graph, directed=True, connection="strong")
-    main = np.argmax(np.bincount(label))
+    parts, label = connected_components(graph, directed=True, connection="strong")
+    tail = label[links["from_node"].to_numpy()]
+    inside = tail == label[links["to_node"].to_numpy()]
+    main = np.argmax(np.bincount(tail[inside], weights=links["length_m"].to_numpy()[inside],
+                                 minlength=parts))
     kept_node = label == main
     kept_link = kept_node[links["from_node"].to_numpy()] & kept_node[links["to_node"].to_numpy()]
     report.dropped_nodes = int((~kept_node).sum())
