@@ -8,6 +8,7 @@ expect). The negotiation is a small ASGI middleware in front of the app, so the 
 route stays a plain JSON route and every other path costs one string comparison.
 """
 
+import importlib.util
 import logging
 from pathlib import Path
 
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 
 DIST = Path(__file__).parent / "dist"
 ASSETS = "/viewer"
+PYDECK = "/viewer/pydeck"
 HTML_TYPES = {"text/html", "application/xhtml+xml"}
 JSON_TYPES = {"application/json", "application/geo+json"}
 NOT_BUILT = """<!doctype html><meta charset="utf-8"><title>Viewer not built</title>
@@ -93,9 +95,23 @@ class ViewerAtRoot:
         await self.app(scope, receive, send_with_vary)
 
 
+def pydeck_bundle() -> Path | None:
+    """The folder of the deck.gl bundle that the installed pydeck's pages load (from a CDN by
+    default), or None without pydeck (the ``notebook`` extra). Found, not imported."""
+    spec = importlib.util.find_spec("pydeck")
+    if spec is None or spec.origin is None:
+        return None
+    folder = Path(spec.origin).parent / "nbextension" / "static"
+    return folder if (folder / "index.js").is_file() else None
+
+
 def mount_viewer(app: FastAPI, dist: Path = DIST) -> None:
-    """The page at ``/`` (negotiated) and the built files under ``/viewer/``."""
+    """The page at ``/`` (negotiated), the built files under ``/viewer/``, and pydeck's
+    bundle under ``/viewer/pydeck/`` for notebooks (:mod:`viewer.notebook`)."""
     app.add_middleware(ViewerAtRoot, dist=dist)
+    bundle = pydeck_bundle()
+    if bundle is not None:  # before /viewer: the first mount that matches wins
+        app.mount(PYDECK, StaticFiles(directory=bundle), name="pydeck")
     if (dist / "index.html").is_file():
         app.mount(ASSETS, StaticFiles(directory=dist), name="viewer")
     else:

@@ -1,23 +1,31 @@
 // The platform's APIs, relative to the page: the viewer is served at the API's root.
 import {reportError} from './status.js';
+import {t} from './i18n.js';
 
 export const API_ROOT = new URL('.', location.origin + location.pathname).href;
 
 export class ApiError extends Error {
   constructor(url, status, description) {
-    super(`${description || 'request failed'} (HTTP ${status}: ${url})`);
+    super(t('error.request', {description: description || t('error.failed'), status, url}));
     this.status = status;
+    this.description = description || '';
   }
 }
 
-export async function getJson(path, params) {
+// key: an API key for what anonymous readers may not do or see; body: JSON to POST.
+export async function getJson(path, params, {key, body} = {}) {
   const url = new URL(path, API_ROOT);
-  for (const [key, value] of Object.entries(params || {})) url.searchParams.set(key, value);
-  const response = await fetch(url, {headers: {Accept: 'application/json'}});
+  for (const [name, value] of Object.entries(params || {})) url.searchParams.set(name, value);
+  const headers = {Accept: 'application/json'};
+  if (key) headers['X-API-Key'] = key;
+  if (body) headers['Content-Type'] = 'application/json';
+  const response = await fetch(url, body
+    ? {method: 'POST', headers, body: JSON.stringify(body)} : {headers});
   if (!response.ok) {
-    // OGC exception bodies carry a message meant for people.
-    const body = await response.json().catch(() => ({}));
-    throw new ApiError(url.pathname + url.search, response.status, body.description);
+    // OGC exception bodies carry a message meant for people; pydantic's a list of details.
+    const error = await response.json().catch(() => ({}));
+    const detail = Array.isArray(error.detail) ? error.detail.map(d => d.msg).join('; ') : error.detail;
+    throw new ApiError(url.pathname + url.search, response.status, error.description || detail);
   }
   return response.json();
 }
@@ -28,7 +36,7 @@ export async function loadCatalog() {
     const [collections, style] = await Promise.all([getJson('collections'), getJson('styles/default')]);
     return {collections: collections.collections, style};
   } catch (error) {
-    reportError(`The layer catalog could not be read: ${error.message}`);
+    reportError(t('error.catalog', {message: error.message}));
     throw error;
   }
 }

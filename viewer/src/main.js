@@ -1,13 +1,22 @@
 // Boot: read the catalog, draw the map at the shared (or home) view, build the panel, wire
-// picking, and keep the URL hash in step with what is shown.
+// picking (vector tiles and 3D Tiles), the flood panel, and keep the URL hash in step with
+// what is shown.
 import './style.css';
 import {loadCatalog} from './api.js';
-import {createMap, createOverlay, homeView, PITCH_3D, view} from './map.js';
+import {createBuildings3d} from './buildings3d.js';
+import {createFloodPanel} from './flood.js';
+import {switchLanguage, translatePage} from './i18n.js';
+import {bindKeys} from './keys.js';
+import {createMap, createOverlay, homeView, PITCH_3D, view, watchReady} from './map.js';
 import {buildPanel} from './panel.js';
 import {createPicking} from './picking.js';
 import {readHash, writeHash} from './state.js';
+import {setLoading} from './status.js';
 import {showLatestReadings} from './tooltip.js';
 
+translatePage();
+document.getElementById('language').addEventListener('click', switchLanguage);
+setLoading(true);
 const catalog = await loadCatalog();
 const initial = readHash();
 const home = homeView(catalog.collections);
@@ -17,25 +26,45 @@ const allLayers = catalog.style.layers.filter(l => l.type !== 'background').map(
 
 let panel = null;
 let picking = null;
+let buildings3d = null;
+let flood = null;
 const saveState = () => writeHash({
   view: view(map),
   layers: panel.visible(),
-  select: picking.current()?.id ? picking.current() : undefined
+  select: picking.current()?.id ? picking.current() : undefined,
+  ...flood.state()
 });
 
-map.once('load', () => {
+const goHome = () => {
+  const {bounds, ...camera} = home;
+  if (bounds) map.fitBounds(bounds, {padding: 40, bearing: camera.bearing, pitch: camera.pitch});
+  else map.flyTo(camera);
+};
+const flip2d3d = () => map.easeTo({pitch: map.getPitch() > 0 ? 0 : PITCH_3D});
+
+map.once('load', async () => {
+  buildings3d = await createBuildings3d(map, overlay);
   panel = buildPanel(document.getElementById('layers'), map, catalog,
-    new Set(initial.layers || allLayers), saveState);
+    new Set(initial.layers || allLayers), () => {
+      buildings3d?.show(panel.visible().includes('buildings'));
+      saveState();
+    });
+  buildings3d?.show(panel.visible().includes('buildings'));
   picking = createPicking(map, overlay, {
     panel: document.getElementById('record'),
     titles: new Map(catalog.collections.map(c => [c.id, c.title])),
     pickable: () => panel.visible(),
-    onSelect: () => saveState()
+    onSelect: () => saveState(),
+    extraPick: point => buildings3d?.pick(point.x, point.y)
   });
+  flood = createFloodPanel(map, overlay, {onChange: () => saveState()});
   showLatestReadings(map, 'sensors', document.getElementById('tooltip'));
   map.on('moveend', saveState);
+  watchReady(map, overlay);
   if (initial.select) picking.select(initial.select);
+  if (initial.scenario) flood.open(initial.scenario, initial.time);
   saveState();
+  bindKeys(map, {home: goHome, flip: flip2d3d, close: () => picking.close()});
 });
 
 // A pasted link or the back button: apply the new hash.
@@ -43,20 +72,20 @@ window.addEventListener('hashchange', () => {
   if (!panel) return; // before the map's load the initial hash is still being applied
   const state = readHash();
   if (state.view) map.jumpTo(state.view);
-  if (state.layers) panel.setVisible(new Set(state.layers));
+  if (state.layers) {
+    panel.setVisible(new Set(state.layers));
+    buildings3d?.show(state.layers.includes('buildings'));
+  }
   const now = picking.current();
   if (state.select?.id !== now?.id || state.select?.collection !== now?.collection) {
     picking.select(state.select || null);
   }
+  flood.apply(state.scenario, state.time);
 });
 
 const dimension = document.getElementById('dimension');
 const label2d3d = () => { dimension.textContent = map.getPitch() > 0 ? '2D' : '3D'; };
-dimension.addEventListener('click', () => map.easeTo({pitch: map.getPitch() > 0 ? 0 : PITCH_3D}));
+dimension.addEventListener('click', flip2d3d);
 map.on('pitchend', label2d3d);
 label2d3d();
-document.getElementById('home').addEventListener('click', () => {
-  const {bounds, ...camera} = home;
-  if (bounds) map.fitBounds(bounds, {padding: 40, bearing: camera.bearing, pitch: camera.pitch});
-  else map.flyTo(camera);
-});
+document.getElementById('home').addEventListener('click', goHome);

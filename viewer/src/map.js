@@ -6,6 +6,7 @@ import maplibregl from 'maplibre-gl';
 import 'maplibre-gl/dist/maplibre-gl.css';
 import {MapboxOverlay} from '@deck.gl/mapbox';
 import {reportError, setLoading, status} from './status.js';
+import {t} from './i18n.js';
 
 export const PITCH_3D = 55;
 // The reference city's Optics Valley district, for when the buildings spread over more than
@@ -27,19 +28,44 @@ export function createMap(container, style, view) {
     container, style, ...camera, maxPitch: 80,
     ...(bounds ? {bounds, fitBoundsOptions: {padding: 40}} : {})
   });
+  addControls(map);
+
+  map.on('error', event => reportError(t('error.map', {message: event.error?.message || event.error})));
+  map.on('dataloading', () => setLoading(true));
+  return map;
+}
+
+// Ready (for people: the loading note goes; for tests: window.__cim.ready) once MapLibre is
+// idle and every deck.gl layer has loaded what the view needs on two checks in a row: a
+// tile layer can say it is loaded a frame before a tile that just arrived is drawn.
+export function watchReady(map, overlay) {
+  let streak = 0;
+  let timer = null;
+  const check = () => {
+    timer = null;
+    streak = map.loaded() && overlay.loaded() ? streak + 1 : 0;
+    if (streak >= 2) {
+      setLoading(false);
+      status.ready = true;
+      return;
+    }
+    timer = setTimeout(check, 100);
+    map.triggerRepaint();
+  };
+  const start = () => {
+    streak = 0;
+    if (timer === null) timer = setTimeout(check, 50);
+  };
+  map.on('idle', start);
+  map.on('moveend', start);
+  status.settle = start;
+}
+
+function addControls(map) {
   map.addControl(new maplibregl.NavigationControl({visualizePitch: true}), 'bottom-right');
   map.addControl(new maplibregl.ScaleControl(), 'bottom-left');
-
-  map.on('error', event => reportError(`Map data failed: ${event.error?.message || event.error}`));
-  map.on('dataloading', () => setLoading(true));
-  map.on('idle', () => {
-    setLoading(false);
-    status.ready = true;
-  });
-
   status.map = map;
   status.project = (lon, lat) => map.project([lon, lat]);
-  return map;
 }
 
 // Named groups of deck.gl layers over the map: each feature (selection, flood, traffic...)
@@ -52,7 +78,10 @@ export function createOverlay(map) {
     set(name, layers) {
       groups.set(name, layers);
       overlay.setProps({layers: [...groups.values()].flat()});
-    }
+    },
+    pick: params => overlay.pickObject(params),
+    // Every deck.gl layer has what it needs for the current view (tiles included).
+    loaded: () => [...groups.values()].flat().every(layer => layer.props.visible === false || layer.isLoaded)
   };
 }
 

@@ -1,5 +1,6 @@
 // The layer panel and legend, generated from the catalog: groups, titles and colours come
 // from the style the API makes of the layer definitions, so a new layer needs no code here.
+import {t} from './i18n.js';
 
 const label = value => String(value).replaceAll('_', ' ');
 
@@ -12,7 +13,7 @@ export function legendEntries(styleLayer) {
     const pairs = colour.slice(2, -1);
     const entries = [];
     for (let i = 0; i < pairs.length; i += 2) entries.push({label: label(pairs[i]), colour: pairs[i + 1]});
-    return [...entries, {label: 'other', colour: colour.at(-1)}];
+    return [...entries, {label: t('other'), colour: colour.at(-1)}];
   }
   if (colour[0] === 'interpolate') {
     const stops = colour.slice(3);
@@ -58,13 +59,13 @@ function layerRow(styleLayer, collection, visible, onToggle) {
   toggle.title = collection?.description || '';
   const hint = document.createElement('span');
   hint.className = 'zoom-hint';
-  hint.textContent = `zoom in (from ${styleLayer.minzoom})`;
+  hint.textContent = t('zoom.hint', {zoom: styleLayer.minzoom});
   row.append(toggle, hint);
   if (entries.length > 1) {
     const legend = document.createElement('ul');
     legend.className = 'legend';
     const by = colouredBy(styleLayer.paint[`${styleLayer.type}-color`]);
-    if (by) legend.dataset.by = `by ${label(by)}`;
+    if (by) legend.dataset.by = t('by', {what: label(by)});
     for (const entry of entries) {
       const item = document.createElement('li');
       item.append(swatch(styleLayer.type, entry.colour), entry.label);

@@ -4,6 +4,7 @@
 import {GeoJsonLayer} from '@deck.gl/layers';
 import {findAt, getFeature, getVersions} from './api.js';
 import {renderMessage, renderRecord} from './record.js';
+import {t} from './i18n.js';
 
 const SLOP_PX = 4; // how near a click must fall to a thin line or a small point
 const HIGHLIGHT = [255, 196, 0];
@@ -53,7 +54,8 @@ function highlight(feature) {
   });
 }
 
-export function createPicking(map, overlay, {panel, titles, pickable, onSelect}) {
+// extraPick(point): a selection from drawn deck.gl layers (the 3D Tiles), or null.
+export function createPicking(map, overlay, {panel, titles, pickable, onSelect, extraPick}) {
   let current = null;
   const close = () => select(null);
   const title = collection => titles.get(collection) || collection;
@@ -67,7 +69,7 @@ export function createPicking(map, overlay, {panel, titles, pickable, onSelect})
       return;
     }
     const {collection, id} = selection;
-    renderMessage(panel, title(collection), 'Loading the record…', close);
+    renderMessage(panel, title(collection), t('record.loading'), close);
     try {
       const [feature, versions] = await Promise.all([
         getFeature(collection, id),
@@ -82,6 +84,8 @@ export function createPicking(map, overlay, {panel, titles, pickable, onSelect})
   }
 
   async function pick(point, lngLat) {
+    const picked = extraPick?.(point);
+    if (picked) return select(picked);
     const layers = pickable().filter(id => map.getLayer(id));
     let hits = map.queryRenderedFeatures(point, {layers});
     if (!hits.length) {
@@ -94,20 +98,20 @@ export function createPicking(map, overlay, {panel, titles, pickable, onSelect})
     if (hit.properties.id) return select({collection, id: hit.properties.id});
     const pending = {collection};
     current = pending;
-    renderMessage(panel, title(collection), 'Finding the object at this place…', close);
+    renderMessage(panel, title(collection), t('record.finding'), close);
     try {
       const polygon = hit.geometry.type.endsWith('Polygon');
       const found = polygon
         ? await findAt(collection, interiorPoint(hit.geometry))
         : await findAt(collection, [lngLat.lng, lngLat.lat], boxAround(map, point));
       if (current !== pending) return;
-      if (!found) return renderMessage(panel, title(collection), 'Nothing found here: zoom in and click again.', close);
-      return select({collection, id: found.id}, 'Found by position: zoom in for exact picking.');
+      if (!found) return renderMessage(panel, title(collection), t('record.none'), close);
+      return select({collection, id: found.id}, t('record.by.position'));
     } catch (error) {
       if (current === pending) renderMessage(panel, title(collection), error.message, close);
     }
   }
 
   map.on('click', event => pick(event.point, event.lngLat));
-  return {select, current: () => current};
+  return {select, close, current: () => current};
 }

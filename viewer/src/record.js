@@ -1,5 +1,6 @@
 // The selected object's record: every property the feature API returns, and its versions
 // over time with what changed in each.
+import {t} from './i18n.js';
 
 const TIME_KEYS = new Set(['valid_from', 'valid_to']);
 
@@ -13,13 +14,13 @@ function text(tag, content, className) {
 const show = value => (value === null || value === undefined ? '—'
   : typeof value === 'object' ? JSON.stringify(value) : String(value));
 
-const when = value => (value ? new Date(value).toLocaleString() : 'now');
+const when = value => (value ? new Date(value).toLocaleString() : t('now'));
 
 function header(panel, title, onClose) {
   panel.replaceChildren();
   const close = text('button', '×', 'close');
   close.type = 'button';
-  close.title = 'Close';
+  close.title = t('close');
   close.addEventListener('click', onClose);
   panel.append(close, text('h2', title));
   panel.hidden = false;
@@ -55,9 +56,9 @@ function historyList(versions) {
       const geometryChanged = JSON.stringify(version.geometry) !== JSON.stringify(versions[i - 1].geometry);
       const what = [...changed.map(key => `${key}: ${show(previous[key])} → ${show(version.properties[key])}`),
         ...(geometryChanged ? ['geometry'] : [])];
-      item.append(text('div', what.length ? what.join('; ') : 'no change in these fields', 'changes'));
+      item.append(text('div', what.length ? what.join('; ') : t('history.same'), 'changes'));
     } else {
-      item.append(text('div', 'first version', 'changes'));
+      item.append(text('div', t('history.first'), 'changes'));
     }
     list.append(item);
   });
@@ -70,7 +71,7 @@ export function renderRecord(panel, {title, feature, versions, note, onClose}) {
   panel.append(text('p', feature.id, 'object-id'));
   if (note) panel.append(text('p', note, 'message'));
   panel.append(propertiesTable(feature.properties));
-  panel.append(text('h3', 'History'));
+  panel.append(text('h3', t('history')));
   if (versions?.length) panel.append(historyList(versions));
-  else panel.append(text('p', 'This layer keeps no versions.', 'message'));
+  else panel.append(text('p', t('history.none'), 'message'));
 }

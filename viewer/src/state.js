@@ -1,5 +1,6 @@
 // The shareable state lives in the URL hash:
 //   #view=zoom/lat/lon/bearing/pitch&layers=id,id&select=collection:featureId
+//   &scenario=N&time=seconds|max   (an open flood scenario and the depth map shown)
 // Absent parts keep their defaults (the home view, every layer on, nothing selected).
 
 const round = (value, digits) => Number(value.toFixed(digits));
@@ -16,10 +17,15 @@ export function readHash(hash = location.hash) {
   const select = params.get('select');
   const colon = select ? select.indexOf(':') : -1;
   if (colon > 0) state.select = {collection: select.slice(0, colon), id: select.slice(colon + 1)};
+  const scenario = Number(params.get('scenario'));
+  if (Number.isInteger(scenario) && scenario > 0) {
+    state.scenario = scenario;
+    if (params.has('time')) state.time = params.get('time');
+  }
   return state;
 }
 
-export function formatHash({view, layers, select}) {
+export function formatHash({view, layers, select, scenario, time}) {
   const parts = [];
   if (view) {
     const [lon, lat] = view.center;
@@ -29,6 +35,7 @@ export function formatHash({view, layers, select}) {
   // Layer ids are [a-z0-9_]; only a feature id needs escaping.
   if (layers) parts.push('layers=' + layers.join(','));
   if (select) parts.push(`select=${select.collection}:${encodeURIComponent(select.id)}`);
+  if (scenario) parts.push(`scenario=${scenario}` + (time === undefined ? '' : `&time=${time}`));
   return '#' + parts.join('&');
 }
 

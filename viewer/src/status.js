@@ -1,5 +1,5 @@
 // What the page tells people (loading, errors) and the hooks a browser test waits on.
-// window.__cim.ready turns true at the map's first 'idle' (style, tiles and overlay drawn).
+// window.__cim.ready: see watchReady in map.js; settle() asks for it again after a change.
 
 const errorList = () => document.getElementById('errors');
 
