@@ -18,13 +18,24 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from cim.access import AccessError
+from cim.audit import audit_router
 from cim.db.engine import make_engine
 from cim.db.errors import DatabaseError
 from cim.demo.load import ATTRIBUTION
 from cim.history import HistoryError, ObjectExists, ObjectNotFound
+from cim.limits import (
+    BodyLimit,
+    PayloadTooLarge,
+    RateLimited,
+    database_failure,
+    error_headers,
+    rate_limited,
+)
 from cim.observability import Metrics, RequestObserver
+from cim.oidc import with_oidc
 from cim.schema.migrate import current_revision, head_revision
 from cim.settings import Settings, load_settings
 from layers.api import features_router
@@ -43,10 +54,14 @@ from layers.errors import (
 from layers.transactions import transactions_router
 from simulation.api import scenarios_router
 from simulation.errors import ScenarioConflict, ScenarioInputError, ScenarioNotFound
+from simulation.flood.compare import compare_router
 from simulation.jobs import JobContext, Worker
 from simulation.kinds import KINDS
+from simulation.traffic.api import routes_router
 from tiles.api import tiles_router
 from tiles.invalidation import start_tile_cache
+from tiles.scenario_maps import scenario_maps_router
+from tiles.terrain_api import terrain_router
 from tiles.threed.api import threed_router, tilesets_folder
 from viewer.serve import mount_viewer
 
@@ -68,7 +83,12 @@ ERRORS: dict[type[Exception], tuple[int, str]] = {
     ObjectExists: (409, "Conflict"),
     ScenarioConflict: (409, "Conflict"),
     PreconditionFailed: (412, "PreconditionFailed"),
+    PayloadTooLarge: (413, "PayloadTooLarge"),
+    RateLimited: (429, "TooManyRequests"),
     DatabaseError: (503, "ServiceUnavailable"),
+    # The database down or restarting, or a statement past the timeout (cim.limits).
+    OperationalError: (503, "ServiceUnavailable"),
+    InterfaceError: (503, "ServiceUnavailable"),
 }
 
 
@@ -101,11 +121,14 @@ class Readiness(BaseModel):
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
     catalog = load_catalog()
+    # Requests' statements are bounded so one heavy query cannot starve the rest.
+    timeout_ms = settings.database.statement_timeout_ms or settings.limits.statement_timeout_ms
+    requests_db = settings.database.model_copy(update={"statement_timeout_ms": timeout_ms})
     jobs_context = JobContext(settings.storage.root, settings.city.crs)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.engine = make_engine(settings.database, pool_pre_ping=True)
+        app.state.engine = make_engine(requests_db, pool_pre_ping=True)
         try:
             with app.state.engine.connect() as conn:
                 for problem in missing_in_database(conn, catalog):
@@ -116,13 +139,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.tile_invalidator = invalidator
         app.state.tile_cache = invalidator.cache if invalidator is not None else None
         # Scenario jobs run on a thread beside the requests (the solver releases the GIL).
-        worker = Worker(app.state.engine, jobs_context, KINDS)
+        # Jobs get an engine of their own: the requests' statement timeout is not theirs.
+        jobs_engine = make_engine(settings.database, pool_size=2, pool_pre_ping=True)
+        worker = Worker(jobs_engine, jobs_context, KINDS)
         worker.start()
         app.state.scenario_worker = worker
         yield
         worker.stop()
         if invalidator is not None:
             invalidator.stop()
+        jobs_engine.dispose()
         app.state.engine.dispose()
 
     app = FastAPI(
@@ -134,6 +160,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # JSON pages are made per request: the fastest level saves most of the bytes for little
     # CPU. Tiles carry Content-Encoding already (stored gzipped), so it passes them through.
     app.add_middleware(GZipMiddleware, minimum_size=1000, compresslevel=1)
+    app.add_middleware(BodyLimit, max_bytes=settings.limits.max_body_bytes)
     if settings.server.cors_origins:
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.server.cors_origins,
@@ -153,10 +180,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for error, (status, code) in ERRORS.items():
         def handler(request: Request, exc: Exception, status: int = status,
                     code: str = code) -> JSONResponse:
-            return ogc_exception(code, _message(exc), status)
+            message, headers = _message(exc), error_headers(exc)
+            if isinstance(exc, DBAPIError):  # never the SQL: say what happened
+                message, headers = database_failure(exc, timeout_ms)
+            response = ogc_exception(code, message, status)
+            response.headers.update(headers or {})
+            return response
 
         app.add_exception_handler(error, handler)
     principal = principal_dependency(settings.access)
+    if settings.oidc.enabled:
+        principal = with_oidc(principal, settings.oidc)
+    if settings.limits.enabled:
+        principal = rate_limited(principal, settings.limits)
     crs_offered = supported_crs(settings.city.crs)
     app.include_router(features_router(list(catalog), settings.features, crs_offered,
                                        principal))
@@ -165,7 +201,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tiles_router(list(catalog), settings.city.name, principal))
     app.include_router(threed_router(list(catalog), tilesets_folder(settings.storage.root),
                                      principal))
+    app.include_router(terrain_router(list(catalog), settings.storage.root,
+                                      settings.city.name, principal))
+    app.include_router(scenario_maps_router(settings.storage.root, settings.city.crs,
+                                            principal))
+    app.include_router(audit_router(principal))
     app.include_router(scenarios_router(jobs_context, KINDS, principal))
+    app.include_router(compare_router(jobs_context, principal))
+    app.include_router(routes_router(settings.city.crs, principal))
 
     @app.get("/", response_model=Landing, summary="Landing page")
     def landing(request: Request) -> Landing:

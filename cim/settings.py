@@ -172,6 +172,66 @@ class AccessSettings(_Section):
         default=True, description="Serve requests without a key (at anonymous_clearance).")
 
 
+class LimitsSettings(_Section):
+    """What one client or one request may cost the server: rate, body size, query time.
+
+    Rates are counted per API key (per client address without one) in each server process:
+    ``cim serve --workers N`` lets a key make up to N times the rate across the processes."""
+
+    model_config = SettingsConfigDict(env_prefix="CIM_LIMITS_", extra="ignore")
+    toml_section: ClassVar[str] = "limits"
+
+    enabled: bool = Field(default=True, description="Apply the rate limits at all.")
+    requests_per_second: float = Field(
+        default=50.0, gt=0, description="Sustained requests per second per key or address.")
+    burst: int = Field(default=500, ge=1, description="Requests a key or address may make at "
+                       "once before the sustained rate applies (a map view loads dozens of "
+                       "tiles together).")
+    max_body_bytes: int = Field(default=10_000_000, ge=1_000,
+                                description="Largest request body; bigger ones get 413.")
+    statement_timeout_ms: int = Field(
+        default=15_000, ge=0, description="Longest a request's database statement may run "
+        "(0: none); CIM_DATABASE_STATEMENT_TIMEOUT_MS, when set, wins.")
+    max_unpacked_bytes: int = Field(default=4 * 2**30, ge=1,
+                                    description="Largest total an imported archive unpacks to.")
+    max_unpack_ratio: float = Field(default=200.0, ge=1, description="Highest unpacked to "
+                                    "packed size of an imported archive (zip bombs).")
+    max_archive_members: int = Field(default=10_000, ge=1,
+                                     description="Most files an imported archive may hold.")
+    max_raster_cells: int = Field(default=1_000_000_000, ge=1, description="Most cells an "
+                                  "imported raster may have (it is read whole).")
+
+
+class OidcSettings(_Section):
+    """Optional OpenID Connect bearer tokens (JWTs) beside API keys, checked offline against
+    a JWKS; role and clearance come from claims."""
+
+    model_config = SettingsConfigDict(env_prefix="CIM_OIDC_", extra="ignore")
+    toml_section: ClassVar[str] = "oidc"
+
+    jwks: str | None = Field(default=None, description="The identity provider's JWKS: a file "
+                             "path or the JSON itself; unset turns tokens off.")
+    issuer: str | None = Field(default=None, description="The `iss` tokens must carry.")
+    audience: str | None = Field(default=None, description="The `aud` tokens must carry.")
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"])
+    name_claim: str = Field(default="sub", description="Claim naming the caller (audit log).")
+    role_claim: str = Field(default="cim_role", description="Claim holding the role.")
+    clearance_claim: str = Field(default="cim_clearance",
+                                 description="Claim holding the clearance.")
+    default_role: Literal["viewer", "editor", "analyst", "admin"] = "viewer"
+    default_clearance: Literal["public", "internal", "restricted"] = "public"
+    leeway_s: int = Field(default=30, ge=0, description="Clock skew allowed on exp and nbf.")
+
+    @field_validator("jwks", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @property
+    def enabled(self) -> bool:
+        return self.jwks is not None
+
+
 class TilesSettings(_Section):
     """The server-side vector tile cache: memory in front of an optional folder."""
 
@@ -238,6 +298,14 @@ class Settings:
     @cached_property
     def tiles(self) -> TilesSettings:
         return self._section("tiles", TilesSettings)
+
+    @cached_property
+    def limits(self) -> LimitsSettings:
+        return self._section("limits", LimitsSettings)
+
+    @cached_property
+    def oidc(self) -> OidcSettings:
+        return self._section("oidc", OidcSettings)
 
 
 def load_settings(**sections: Any) -> Settings:

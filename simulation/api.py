@@ -8,8 +8,7 @@ an admin's key. The run itself happens on the server's worker thread (``jobs.Wor
 """
 
 from collections.abc import Callable, Mapping
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Depends, Request, Response
 from fastapi.responses import FileResponse
@@ -30,20 +29,7 @@ class Link(BaseModel):
     type: str | None = None
 
 
-class ScenarioView(BaseModel):
-    id: int
-    kind: str
-    name: str | None
-    status: str
-    progress: float
-    inputs: dict[str, Any]
-    log: str
-    outputs: dict[str, Any]
-    created_by: str
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    error: str | None
+class ScenarioView(jobs.ScenarioRecord):
     links: list[Link]
 
 
@@ -64,7 +50,7 @@ def _view(request: Request, record: jobs.ScenarioRecord,
         links += [Link(href=f"{base}/collections/{layer}/items?filter=scenario_id={record.id}",
                        rel="items", title=title, type="application/geo+json")
                   for layer, title in kinds[record.kind].result_layers.items()]
-    return ScenarioView(**vars(record), links=links)
+    return ScenarioView(**record.model_dump(), links=links)
 
 
 def scenarios_router(ctx: JobContext, kinds: Mapping[str, ScenarioKind],
@@ -129,12 +115,8 @@ def scenarios_router(ctx: JobContext, kinds: Mapping[str, ScenarioKind],
     def file(request: Request, scenario_id: int, name: str,
              _: Annotated[Principal, Depends(principal)]) -> FileResponse:
         with request.app.state.engine.connect() as conn:
-            record = jobs.get(conn, scenario_id)
-        # Only names the run published: never a path a client made up.
-        if record.status != "succeeded" or name not in record.outputs.get("files", []):
-            raise NotFound(f"scenario {scenario_id} has no file {name!r}")
-        path = jobs.scenario_folder(ctx, scenario_id) / name
-        if not path.is_file():
+            path = jobs.published_file(ctx, jobs.get(conn, scenario_id), name)
+        if path is None:
             raise NotFound(f"scenario {scenario_id} has no file {name!r}")
         return FileResponse(path, media_type="image/tiff" if name.endswith(".tif")
                             else "application/json")

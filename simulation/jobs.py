@@ -28,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Connection, Engine, text
 
 from simulation.errors import Cancelled, ScenarioConflict, ScenarioInputError, ScenarioNotFound
@@ -114,8 +114,11 @@ def succeed(conn: Connection, ctx: JobContext, scenario_id: int, outputs: dict[s
         raise
 
 
-@dataclass(frozen=True)
-class ScenarioRecord:
+class ScenarioRecord(BaseModel):
+    """A scenario's row: the job's inputs, state and outputs."""
+
+    model_config = ConfigDict(frozen=True)
+
     id: int
     kind: str
     name: str | None
@@ -131,12 +134,21 @@ class ScenarioRecord:
     error: str | None
 
 
+def published_file(ctx: JobContext, record: ScenarioRecord, name: str) -> Path | None:
+    """A file the scenario's run published, None for any other name: a client names a file,
+    never a path."""
+    if record.status != "succeeded" or name not in record.outputs.get("files", []):
+        return None
+    path = scenario_folder(ctx, record.id) / name
+    return path if path.is_file() else None
+
+
 def get(conn: Connection, scenario_id: int) -> ScenarioRecord:
     row = conn.execute(text(f"SELECT {_COLUMNS} FROM cim.scenarios WHERE id = :id"),
                        {"id": scenario_id}).first()
     if row is None:
         raise ScenarioNotFound(f"no scenario {scenario_id}")
-    return ScenarioRecord(*row)
+    return ScenarioRecord(**row._mapping)
 
 
 def recent(conn: Connection, kind: str | None = None, limit: int = 50) -> list[ScenarioRecord]:
@@ -144,17 +156,20 @@ def recent(conn: Connection, kind: str | None = None, limit: int = 50) -> list[S
                              "WHERE CAST(:kind AS text) IS NULL OR kind = :kind "
                              "ORDER BY id DESC LIMIT :limit"),
                         {"kind": kind, "limit": limit}).all()
-    return [ScenarioRecord(*row) for row in rows]
+    return [ScenarioRecord(**row._mapping) for row in rows]
 
 
 def _insert(conn: Connection, kind: ScenarioKind, inputs: BaseModel, created_by: str,
             status: str) -> int:
+    document = inputs.model_dump_json()
+    if "\\u0000" in document:  # jsonb and text refuse NUL: say so rather than fail the insert
+        raise ScenarioInputError("the inputs contain a NUL character")
     return int(conn.scalar(text(
         "INSERT INTO cim.scenarios (kind, name, inputs, status, created_by, started_at) "
         "VALUES (:kind, :name, CAST(:inputs AS jsonb), :status, :by, "
         "CASE WHEN :status = 'running' THEN now() END) RETURNING id"),
         {"kind": kind.name, "name": getattr(inputs, "name", None),
-         "inputs": inputs.model_dump_json(), "status": status, "by": created_by}))
+         "inputs": document, "status": status, "by": created_by}))
 
 
 def enqueue(conn: Connection, kind: ScenarioKind, inputs: BaseModel, created_by: str) -> int:

@@ -59,12 +59,22 @@ def test_grid_run_writes_cogs_points_and_mass_balance(dem, tmp_path):
     rain = 50e-3 / 3 * (24 * 32 - 1) * 4.0  # 20 min at 50 mm/h on every valid cell
     assert balance["rain"] == pytest.approx(rain, rel=1e-12)
     assert balance["relative_error"] < 1e-12
-    assert summary["outputs"][:3] == ["max_depth.tif", "depth_000600s.tif", "depth_001200s.tif"]
+    assert summary["outputs"][:5] == ["max_depth.tif", "max_velocity.tif", "arrival_time.tif",
+                                      "depth_000600s.tif", "depth_001200s.tif"]
     with rasterio.open(out / "max_depth.tif") as src:
         assert src.driver == "GTiff" and src.crs.to_epsg() == 4547
         assert src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
         depth = src.read(1, masked=True)
         assert depth.mask[0, 0] and depth[8:12, 10:14].min() > 0.05  # the pit fills
+    with rasterio.open(out / "max_velocity.tif") as src:
+        speed = src.read(1, masked=True)
+        assert speed.mask[0, 0] and 0 < speed.max() < 1
+    with rasterio.open(out / "arrival_time.tif") as src:
+        assert src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        arrival = src.read(1, masked=True)
+    # Time of first flooding where the water got deeper than 0.15 m, nodata elsewhere.
+    assert (~arrival.mask == (depth.filled(0) > 0.15)).all()
+    assert arrival.mask[0, 0] and arrival.mask.any()
     with (out / "points.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert [r["time_s"] for r in rows[:3]] == ["0", "60", "120"] and len(rows) == 21
@@ -112,3 +122,26 @@ def test_bad_input_in_a_real_process(tmp_path):
                  "--out", str(tmp_path / "run"))
     assert result.returncode == 2
     assert "cannot read the DEM" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--measures", "bad.json"], "cannot read the measures"),
+    (["--measures", "pond.json"], "storage_ponds.0.volume_m3"),
+    (["--hyetograph", "storm.csv", "--recorded", "2026-06-29T13:00+08:00/2026-06-29T15:00+08:00"],
+     "not both"),
+    (["--recorded", "2026-06-29T15:00+08:00/2026-06-29T13:00+08:00"], "must end after"),
+    (["--hyetograph", "missing.csv"], "cannot read hyetograph"),
+])
+def test_run_refuses_bad_rain_and_measures_before_touching_the_city(tmp_path, monkeypatch,
+                                                                    args, message):
+    # Refused while reading the options: no database is needed (none is reachable here).
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CIM_DATABASE_URL", "postgresql://nobody@127.0.0.1:9/none")
+    (tmp_path / "bad.json").write_text("{not json")
+    (tmp_path / "pond.json").write_text(json.dumps({"storage_ponds": [{"area": {
+        "type": "Polygon", "coordinates": [[[114.4, 30.4], [114.5, 30.4], [114.5, 30.5],
+                                            [114.4, 30.4]]]}, "volume_m3": -5}]}))
+    (tmp_path / "storm.csv").write_text("time_min,intensity_mm_h\n0,10\n60,0\n")
+    result = CliRunner().invoke(app, ["flood", "run", *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output

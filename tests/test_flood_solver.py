@@ -157,3 +157,82 @@ def test_bad_inputs_are_refused():
         Options(theta=0.2)
     with pytest.raises(FloodInputError, match="duration"):
         simulate(Grid(z, 1.0, 1.0, 0.03), 0.0)
+
+
+def test_front_arrival_time_and_velocity_match_hunter():
+    # Behind Hunter's front the water moves at u everywhere, and the depth passes d at
+    # x when u t − x = d^(7/3) / ((7/3) n² u²): arrival t(x) = (x + that) / u.
+    n, u, dx, t, d = 0.01, 0.4, 25.0, 3600.0, 0.15
+    grid = Grid(np.zeros((3, 80)), dx, dx, n)
+    inflow = Edge("level", lambda s: (7 / 3 * n**2 * u**3 * s) ** (3 / 7))
+    result = simulate(grid, t, boundaries=Boundaries(west=inflow),
+                      options=Options(theta=1.0, arrival_depth=d))
+    x = (np.arange(80) + 1.0) * dx
+    exact = (x + d ** (7 / 3) / (7 / 3 * n**2 * u**2)) / u
+    reached = exact < t - 200.0
+    arrival = result.arrival_time[1]
+    assert np.isfinite(arrival[reached]).all() and np.isnan(arrival[exact > t + 200.0]).all()
+    assert np.abs(arrival[reached] - exact[reached]).max() < 2 * dx / u
+    # The greatest speed is u, plus the overshoot of the front's passage (up to 19 % with
+    # θ = 1, measured), away from the driven edge.
+    speed = result.max_velocity[1][3:][reached[3:]]
+    assert speed.min() > 0.97 * u and speed.max() < 1.2 * u
+    assert result.mass_balance.relative_error < 1e-12
+
+
+def test_uniform_flow_velocity_is_q_over_normal_depth():
+    slope, n, q, dx = 0.001, 0.03, 0.5, 10.0
+    x = (np.arange(100) + 0.5) * dx
+    grid = Grid(np.tile(10.0 - slope * x, (3, 1)), dx, dx, n)
+    result = simulate(grid, 3 * 3600.0,
+                      boundaries=Boundaries(west=Edge("flow", q), east=Edge("free")))
+    normal = (n * q / np.sqrt(slope)) ** 0.6
+    # The steady speed is q / h_n; the thin front that first wets the dry slope runs faster
+    # (by 12-35 % here), so the greatest speed is at least the steady one.
+    steady = q / normal
+    assert result.max_velocity[:, 20:-20].min() > 0.99 * steady
+    assert result.max_velocity[:, 20:-20].max() < 1.5 * steady
+    assert (result.arrival_time[:, 1:] > result.arrival_time[:, :-1]).all()  # it moves east
+
+
+def test_spatially_varying_rain_keeps_the_budget_exact():
+    from simulation.flood.rain import SpatialRain, gauge_weights
+
+    ny, nx = 20, 30
+    grid = Grid(bumpy_bed(ny, nx), 2.0, 2.0, 0.03)
+    y, x = np.mgrid[0:ny, 0:nx] * 2.0 + 1.0
+    gauges = (np.array([5.0, 55.0]), np.array([20.0, 20.0]))
+    storms = (Hyetograph.constant(20.0, 1800.0), Hyetograph.constant(80.0, 900.0))
+    thiessen = gauge_weights(x, y, *gauges, method="thiessen").reshape(2, ny, nx)
+    assert (thiessen[1] == (x > 30.0)).all()  # the east half is the east gauge's
+    idw = gauge_weights(x, y, *gauges).reshape(2, ny, nx)
+    assert np.allclose(idw.sum(axis=0), 1.0) and (idw[0][:, :15] > idw[1][:, :15]).all()
+    for weights in (thiessen, idw):
+        result = simulate(grid, 1800.0, rain=SpatialRain(storms, weights))
+        balance = result.mass_balance
+        expected = sum(w.sum() * s.total_mm / 1000 for w, s in zip(weights, storms, strict=True))
+        assert balance.rain == pytest.approx(expected * 4.0, rel=1e-12)
+        assert balance.relative_error < 1e-13
+    # Thiessen: the east half got four times the depth, in half the time.
+    assert result.state.h[:, 20:].mean() > result.state.h[:, :10].mean()
+    on_gauge = gauge_weights(np.array([5.0]), np.array([20.0]), *gauges)
+    assert on_gauge[:, 0].tolist() == [1.0, 0.0]
+    with pytest.raises(FloodInputError, match="does not match"):
+        simulate(grid, 60.0, rain=SpatialRain(storms, np.ones((2, 3, 3))))
+
+
+def test_retention_stores_fill_and_close_the_budget():
+    from simulation.flood.measures import Retention
+
+    grid = Grid(bumpy_bed(), 2.0, 2.0, 0.03)
+    rows, cols = np.nonzero(np.ones((20, 30), bool)[:, :15])  # the west half
+    # Roofs that hold 5 mm, on the west half; pavement taking 10 mm/h, unlimited, on 3 cells.
+    store = Retention(np.r_[rows, [0, 1, 2]], np.r_[cols, [20, 20, 20]],
+                      np.r_[np.full(len(rows), np.inf), np.full(3, 10 / 3.6e6)],
+                      np.r_[np.full(len(rows), 0.005), np.full(3, np.inf)], grid.cell_area)
+    result = simulate(grid, 1800.0, rain=Hyetograph.constant(50.0, 1800.0), retention=store)
+    balance = result.mass_balance
+    held = 0.005 * len(rows) * 4.0
+    assert balance.retention == pytest.approx(held + 3 * 0.005 * 4.0, rel=1e-3)
+    assert balance.final_storage == pytest.approx(balance.rain - balance.retention, rel=1e-12)
+    assert balance.relative_error < 1e-13

@@ -72,11 +72,8 @@ def scenario_maps_router(storage_root: Path, crs: int,
         if not DEPTHS.fullmatch(file.removesuffix(".tif")):
             raise NotFound(f"{name!r} is not a depth map: max_depth or depth_<seconds>s")
         with request.app.state.engine.connect() as conn:
-            record = jobs.get(conn, scenario_id)
-        if record.status != "succeeded" or file not in record.outputs.get("files", []):
-            raise NotFound(f"scenario {scenario_id} has no map {name!r}")
-        path = jobs.scenario_folder(context, scenario_id) / file
-        if not path.is_file():
+            path = jobs.published_file(context, jobs.get(conn, scenario_id), file)
+        if path is None:
             raise NotFound(f"scenario {scenario_id} has no map {name!r}")
         return path
 

@@ -150,24 +150,60 @@ def run(
     every: Annotated[str, typer.Option(help="Interval of the depth rasters.")] = "10min",
     precision: Annotated[str, typer.Option(help="float64 or float32.")] = "float64",
     name: Annotated[str | None, typer.Option(help="A name for the scenario.")] = None,
+    hyetograph: Annotated[Path | None, typer.Option(help="Rain from a hyetograph CSV "
+                                                    "(time_min,intensity_mm_h) instead of the "
+                                                    "design storm.")] = None,
+    recorded: Annotated[str | None, typer.Option(help="Rain recorded by the city's gauges "
+                                                 "over START/END (ISO 8601), instead of the "
+                                                 "design storm.")] = None,
+    interpolation: Annotated[str, typer.Option(help="Recorded rain between gauges: idw or "
+                                               "thiessen.")] = "idw",
+    measures: Annotated[Path | None, typer.Option(help="JSON of sponge-city and drainage "
+                                                  "measures (green_roofs, "
+                                                  "permeable_pavement, storage_ponds, "
+                                                  "drainage).")] = None,
 ) -> None:
-    """Run a design-storm scenario on the city model in the foreground and publish it."""
+    """Run a flood scenario on the city model in the foreground and publish it: a design
+    storm by default, or a hyetograph, or recorded rain; with measures if given."""
+    import json
+
     from pydantic import ValidationError
 
     from cim.cli.scenarios import run_in_foreground
+    from simulation.flood.errors import FloodInputError
+    from simulation.flood.rain import read_hyetograph_csv
     from simulation.flood.scenario import KIND, FloodInputs
 
     settings = ctx.obj
     try:
-        inputs = FloodInputs(
+        rain: dict | None = None
+        if hyetograph is not None and recorded is not None:
+            raise ValueError("give --hyetograph or --recorded, not both")
+        if hyetograph is not None:
+            storm = read_hyetograph_csv(hyetograph)
+            rain = {"kind": "hyetograph",
+                    "rows": [[t / 60, v] for t, v in zip(storm.starts_s, storm.intensity_mm_h,
+                                                         strict=True)]
+                    + [[storm.duration_s / 60, 0.0]]}
+        elif recorded is not None:
+            start, _, end = recorded.partition("/")
+            rain = {"kind": "recorded", "start": start, "end": end, "method": interpolation}
+        edits = None
+        if measures is not None:
+            try:
+                edits = json.loads(measures.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise ValueError(f"cannot read the measures {measures}: {exc}") from None
+        inputs = FloodInputs.model_validate(dict(
             name=name, return_period=return_period, duration_h=parse_duration(duration) / 3600,
             peak=peak, after_h=parse_duration(after) / 3600 if after else 0.0,
             cell_m=parse_length(cell), area=parse_area(area) if area else None,
-            map_every_min=parse_duration(every) / 60, precision=precision)
+            map_every_min=parse_duration(every) / 60, precision=precision, rain=rain,
+            **({"measures": edits} if edits is not None else {})))
     except ValidationError as exc:
         raise _fail("; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
                               for e in exc.errors())) from None
-    except ValueError as exc:
+    except (FloodInputError, ValueError) as exc:
         raise _fail(str(exc)) from None
     record = run_in_foreground(settings, KIND, inputs)
     out = record.outputs
@@ -175,3 +211,42 @@ def run(
                   f"{out['hotspots']} hotspots affected, roads {out['roads']}, about "
                   f"{out['people']} people; rasters in "
                   f"{settings.storage.root / 'scenarios' / str(record.id)}")
+
+
+@flood_app.command("compare")
+def compare(
+    ctx: typer.Context,
+    a: Annotated[int, typer.Argument(help="The first scenario's id.")],
+    b: Annotated[int, typer.Argument(help="The second scenario's id.")],
+    out: Annotated[Path | None, typer.Option(help="Write the difference of the maximum "
+                                             "depths (B − A) to this COG.")] = None,
+) -> None:
+    """Compare two flood scenarios: depth changes and the roads that flood in one only."""
+    from cim.cli.db import engine_for
+    from simulation.errors import ScenarioConflict
+    from simulation.flood.compare import compare as compare_scenarios
+    from simulation.jobs import JobContext
+
+    settings = ctx.obj
+    engine = engine_for(settings)
+    try:
+        with engine.connect() as conn:
+            result = compare_scenarios(conn, JobContext(settings.storage.root,
+                                                        settings.city.crs), a, b, out)
+    except ScenarioConflict as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        engine.dispose()
+    console.print(
+        f"max depth {result.max_depth_a_m:.2f} m → {result.max_depth_b_m:.2f} m; "
+        f"{result.deeper_cells} cells deeper (up to {result.largest_rise_m:.2f} m), "
+        f"{result.shallower_cells} shallower (up to {result.largest_fall_m:.2f} m)")
+    for label, roads in ((f"flooded in {a} only", result.roads_flooded_in_a_only),
+                         (f"flooded in {b} only", result.roads_flooded_in_b_only)):
+        console.print(f"{len(roads)} roads {label}" + (":" if roads else ""))
+        for road in roads:
+            console.print(f"  {road.road_id} {road.name or ''}: {road.class_a or '-'} "
+                          f"({road.depth_a_m or 0:.2f} m) → {road.class_b or '-'} "
+                          f"({road.depth_b_m or 0:.2f} m)")
+    if out is not None:
+        console.print(f"difference of the maximum depths written to {out}")

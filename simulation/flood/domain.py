@@ -121,6 +121,7 @@ class Domain:
     infiltration: Infiltration
     buildings: gpd.GeoDataFrame  # vid, id, use, floors, height; city CRS
     roads: gpd.GeoDataFrame  # vid, id, road_class; city CRS, bridges and tunnels left out
+    underpasses: gpd.GeoDataFrame  # vid, id, name; city CRS (structures of kind underpass)
     dem: DemRecord
     bbox: Bbox
     notes: list[str] = field(default_factory=list)
@@ -230,7 +231,7 @@ def _read(conn: Connection, sql: str, bbox: Bbox, crs: int, margin: float = 0.0
 _IN_AREA = "valid_to IS NULL AND geom && ST_MakeEnvelope(:w, :s, :e, :n, 4326)"
 
 
-def _burn(shapes: gpd.GeoSeries, values: np.ndarray | float, transform: Affine,
+def burn(shapes: gpd.GeoSeries, values: np.ndarray | float, transform: Affine,
           shape: tuple[int, int], fill: float = 0.0) -> np.ndarray:
     if shapes.empty:
         return np.full(shape, fill)
@@ -325,19 +326,21 @@ def build_domain(conn: Connection, storage_root: Path, crs: int, cell: float,
     roads = roads[~(roads["bridge"] | roads["tunnel"])].reset_index(drop=True)
     buildings = _read(conn, "SELECT vid, id, use, floors, height, geom FROM cim.buildings "
                       f"WHERE {_IN_AREA} AND coalesce(min_height, 0) < 1 ORDER BY id", bbox, crs)
+    underpasses = _read(conn, "SELECT vid, id, name, geom FROM cim.structures "
+                        f"WHERE {_IN_AREA} AND kind = 'underpass' ORDER BY id", bbox, crs)
     catchments = _read(conn, "SELECT impervious_fraction, geom FROM cim.catchments "
                        f"WHERE {_IN_AREA} AND impervious_fraction IS NOT NULL", bbox, crs)
 
     cover = np.full(shape, Cover.other, np.uint8)
-    road_area = _burn(roads.geometry.buffer(_road_widths(roads) / 2, cap_style="flat"), 1.0,
+    road_area = burn(roads.geometry.buffer(_road_widths(roads) / 2, cap_style="flat"), 1.0,
                       transform, shape)
     cover[road_area > 0] = Cover.road
-    water_area = _burn(water.geometry, 1.0, transform, shape)
+    water_area = burn(water.geometry, 1.0, transform, shape)
     cover[water_area > 0] = Cover.water
     leveled = water[water["normal_level"].notna()]
-    level = _burn(leveled.geometry, leveled["normal_level"].to_numpy(float), transform, shape,
+    level = burn(leveled.geometry, leveled["normal_level"].to_numpy(float), transform, shape,
                   fill=np.nan)
-    raised = _burn(buildings.geometry, np.minimum(
+    raised = burn(buildings.geometry, np.minimum(
         buildings["height"].to_numpy(dtype=float, na_value=3.0), BUILDING_RAISE_M),
         transform, shape)
     cover[raised > 0] = Cover.building
@@ -347,13 +350,14 @@ def build_domain(conn: Connection, storage_root: Path, crs: int, cell: float,
     initial = np.where(has_level, np.maximum(level - bed, 0.0), 0.0)
     bed = bed + raised
     notes.append(f"{len(buildings)} buildings raised (up to {BUILDING_RAISE_M:g} m), "
-                 f"{len(roads)} roads, {len(water)} water bodies")
+                 f"{len(roads)} roads, {len(underpasses)} underpasses, {len(water)} water "
+                 "bodies")
     if len(leveled) < len(water):
         notes.append(f"{len(water) - len(leveled)} water bodies have no normal level: they "
                      "start empty")
 
     manning = np.choose(cover, [MANNING[c] for c in Cover])
-    pervious_other = _burn(catchments.geometry,
+    pervious_other = burn(catchments.geometry,
                            1.0 - catchments["impervious_fraction"].to_numpy(float).clip(0, 1),
                            transform, shape, fill=DEFAULT_PERVIOUS)
     pervious = np.where(cover == Cover.other, pervious_other, 0.0)
@@ -361,5 +365,5 @@ def build_domain(conn: Connection, storage_root: Path, crs: int, cell: float,
     drainage = _drainage(conn, bbox, crs, transform, grid, notes)
     return Domain(grid=grid, transform=transform, crs=crs, cover=cover,
                   initial_depth=np.where(grid.active, initial, 0.0), drainage=drainage,
-                  infiltration=HORTON, buildings=buildings, roads=roads, dem=dem, bbox=bbox,
-                  notes=notes)
+                  infiltration=HORTON, buildings=buildings, roads=roads,
+                  underpasses=underpasses, dem=dem, bbox=bbox, notes=notes)

@@ -1,8 +1,10 @@
 """A standalone flood run over any DEM, with no database: GeoTIFFs in, COGs, CSV and JSON out.
 
-Outputs in the run folder: ``max_depth.tif``, ``depth_<seconds>s.tif`` at each interval
-(Cloud-Optimized GeoTIFFs, float32 metres, nodata outside the DEM), ``points.csv`` (depth at
-each point over time) and ``mass_balance.json`` (the water budget and the run's inputs).
+Outputs in the run folder: ``max_depth.tif``, ``max_velocity.tif`` (m/s),
+``arrival_time.tif`` (seconds from the start until the depth first exceeded 0.15 m; nodata
+where it never did) and ``depth_<seconds>s.tif`` at each interval (Cloud-Optimized GeoTIFFs,
+float32, nodata outside the DEM), ``points.csv`` (depth at each point over time) and
+``mass_balance.json`` (the water budget and the run's inputs).
 """
 
 from __future__ import annotations
@@ -125,9 +127,13 @@ def read_points(path: Path, dem: Raster) -> tuple[list[str], np.ndarray, np.ndar
     return names, r, c
 
 
-def write_cog(path: Path, values: np.ndarray, dem: Raster, active: np.ndarray) -> None:
-    """A float32 COG, written under a temporary name so no half-written file is left."""
-    data = np.where(active, np.maximum(values, 0.0), NODATA).astype(np.float32)
+def write_cog(path: Path, values: np.ndarray, dem: Raster, active: np.ndarray,
+              signed: bool = False) -> None:
+    """A float32 COG (nodata off the grid and where ``values`` is NaN; negative values, the
+    round-off of a dry cell, as 0 unless ``signed``), written under a temporary name so no
+    half-written file is left."""
+    shown = values if signed else np.maximum(values, 0.0)
+    data = np.where(active & np.isfinite(values), shown, NODATA).astype(np.float32)
     profile = {"driver": "COG", "dtype": "float32", "count": 1, "nodata": NODATA,
                "width": data.shape[1], "height": data.shape[0],
                "crs": dem.profile.get("crs"), "transform": dem.profile["transform"],
@@ -136,6 +142,12 @@ def write_cog(path: Path, values: np.ndarray, dem: Raster, active: np.ndarray) -
     with rasterio.open(partial, "w", **profile) as dst:
         dst.write(data, 1)
     os.replace(partial, path)
+
+
+def result_rasters(result: Result) -> dict[str, np.ndarray]:
+    """The rasters of a run's maxima and first flooding, by file name."""
+    return {"max_depth.tif": result.max_depth, "max_velocity.tif": result.max_velocity,
+            "arrival_time.tif": result.arrival_time}
 
 
 def run_grid(run: GridRun, progress: Progress | None = None) -> dict:
@@ -168,7 +180,8 @@ def run_grid(run: GridRun, progress: Progress | None = None) -> dict:
         grid, run.duration_s, rain=run.rain, boundaries=Boundaries.all(Edge(run.boundary)),
         infiltration=run.infiltration, options=run.options, state=state,
         report_times=sorted(map_times | point_times), on_report=report, progress=progress)
-    write_cog(run.out / "max_depth.tif", result.max_depth, dem, grid.active)
+    for name, values in result_rasters(result).items():
+        write_cog(run.out / name, values, dem, grid.active)
     if names:
         with (run.out / "points.csv").open("w", newline="") as f:
             out = csv.writer(f)
@@ -181,7 +194,7 @@ def run_grid(run: GridRun, progress: Progress | None = None) -> dict:
         "wall_s": result.wall_s,
         "cell_updates_per_s": result.cell_updates_per_s,
         "max_depth_m": float(np.max(result.max_depth[grid.active])),
-        "outputs": ["max_depth.tif", *maps, *(["points.csv"] if names else [])],
+        "outputs": [*result_rasters(result), *maps, *(["points.csv"] if names else [])],
         "inputs": {
             "dem": str(run.dem), "cells": list(grid.shape), "cell_size_m": [grid.dx, grid.dy],
             "crs": str(dem.profile.get("crs")), "duration_s": run.duration_s,

@@ -10,6 +10,10 @@ Depths are read from the run's maximum-depth grid on ground cells only: a buildi
   1 m, outside it); affected above ``WET_M``, a door step (GB 50014 wants ground floors dry).
   Floors affected: every storey the water reaches, storeys of height / floors (or
   ``STOREY_M``).
+- Underpasses: the depth at the low point (the lowest ground cell along the structure) and
+  the class of a road at that depth.
+- Flooded volume: the maximum depths summed over ground deeper than ``WITH_CARE_M``, a
+  figure to compare scenarios and measures by.
 - Hotspots: connected ground (4-neighbours) deeper than ``HOTSPOT_M`` at the peak, of at
   least ``HOTSPOT_MIN_M2``, ranked by the volume they hold. Affected people: residential
   floor area (footprint × floors) of the affected buildings beside a hotspot divided by
@@ -45,6 +49,8 @@ class Impacts:
     roads: pd.DataFrame  # vid, road_id, max_depth_m, flood_class, flooded_length_m
     buildings: pd.DataFrame  # vid, building_id, depth_m, floors_affected, people, hotspot rank
     hotspots: gpd.GeoDataFrame  # rank, max_depth_m, area_m2, volume_m3, buildings, people
+    underpasses: pd.DataFrame  # vid, structure_id, name, max_depth_m, flood_class
+    flooded_volume_m3: float
 
 
 def road_class(depth: np.ndarray) -> np.ndarray:
@@ -121,7 +127,28 @@ def assess(domain: Domain, max_depth: np.ndarray) -> Impacts:
     rank = dict(zip(hotspots["label"], hotspots["rank"], strict=True))
     building_rows["hotspot"] = building_rows["hotspot"].map(rank).astype("Int64")
     return Impacts(road_rows, building_rows.reset_index(drop=True),
-                   hotspots.drop(columns="label"))
+                   hotspots.drop(columns="label"), _underpasses(domain, peak, ground),
+                   float(peak[ground & (peak > WITH_CARE_M)].sum() * domain.grid.cell_area))
+
+
+def _underpasses(domain: Domain, depth: np.ndarray, ground: np.ndarray) -> pd.DataFrame:
+    """Each underpass's depth at its lowest ground cell (0 where none is on the grid)."""
+    found = domain.underpasses
+    index, _, rows, cols = _sample(domain, depth, found.geometry.to_numpy(), ground,
+                                   domain.grid.dx / 2)
+    on = ground[rows, cols] & domain.grid.active[rows, cols]
+    bed = np.where(on, domain.grid.z[rows, cols], np.inf)
+    lowest = np.full(len(found), -1)
+    order = np.lexsort((bed, index))  # by underpass, then bed: the first of each is lowest
+    first = np.r_[True, index[order][1:] != index[order][:-1]] if len(order) else order
+    picked = order[first]
+    picked = picked[np.isfinite(bed[picked])]
+    lowest[index[picked]] = picked
+    low = np.where(lowest >= 0, depth[rows[lowest], cols[lowest]], 0.0) if len(found) \
+        else np.zeros(0)
+    return pd.DataFrame({
+        "vid": found["vid"].to_numpy(), "structure_id": found["id"].to_numpy(),
+        "name": found["name"].to_numpy(), "max_depth_m": low, "flood_class": road_class(low)})
 
 
 def _hotspots(domain: Domain, depth: np.ndarray, labels: np.ndarray, buildings: pd.DataFrame

@@ -10,6 +10,7 @@ server can run a scenario on a thread and still answer requests.
 
 from __future__ import annotations
 
+import math
 import os
 
 import numba
@@ -173,13 +174,15 @@ def fluxes(h: np.ndarray, z: np.ndarray, n: np.ndarray, active: np.ndarray,
 
 @njit(parallel=True, cache=True, nogil=True)
 def limit_outflow(h: np.ndarray, active: np.ndarray, qx: np.ndarray, qy: np.ndarray,
-                  rain: float, dt: float, dx: float, dy: float, factor: np.ndarray) -> int:
+                  rain: np.ndarray, dt: float, dx: float, dy: float, factor: np.ndarray) -> int:
     """Per cell, the fraction of its outflows it can supply this step; returns how many < 1.
 
     Scaling every outflow of a cell by the same fraction keeps depths from going negative
     without creating or destroying water (a clamp of negative depths would create it).
+    ``rain`` is this step's depth per cell (a (1, 1) array: the same everywhere).
     """
     ny, nx = h.shape
+    uniform = rain.shape[0] == 1 and rain.shape[1] == 1
     limited = 0
     for i in prange(ny):
         for j in range(nx):
@@ -187,7 +190,8 @@ def limit_outflow(h: np.ndarray, active: np.ndarray, qx: np.ndarray, qy: np.ndar
             if active[i, j]:
                 out = dt * (dy * (max(qx[i, j + 1], 0.0) + max(-qx[i, j], 0.0))
                             + dx * (max(qy[i + 1, j], 0.0) + max(-qy[i, j], 0.0)))
-                available = max(h[i, j] + rain, 0.0) * dx * dy
+                r = rain[0, 0] if uniform else rain[i, j]
+                available = max(h[i, j] + r, 0.0) * dx * dy
                 if out > available:
                     f = available / out
                     limited += 1
@@ -217,22 +221,31 @@ def scale_outflow(qx: np.ndarray, qy: np.ndarray, factor: np.ndarray) -> None:
 
 @njit(parallel=True, cache=True, nogil=True)
 def update_depths(h: np.ndarray, active: np.ndarray, qx: np.ndarray, qy: np.ndarray,
-                  rain: float, infiltration: float, pervious: np.ndarray, dt: float, dx: float,
-                  dy: float, h_max: np.ndarray) -> tuple[float, float]:
-    """Continuity (Bates 2010 eq. 3) plus rain, minus infiltration up to what the cell holds.
+                  rain: np.ndarray, infiltration: float, pervious: np.ndarray, dt: float,
+                  dx: float, dy: float, h_max: np.ndarray, v_max: np.ndarray,
+                  arrival: np.ndarray, t_end: float, arrival_depth: float,
+                  velocity_depth: float) -> tuple[float, float]:
+    """Continuity (Bates 2010 eq. 3) plus rain, minus infiltration up to what the cell holds;
+    and the running maxima of depth and speed and the time of first flooding.
 
-    ``pervious`` scales the infiltration per cell (a (1, 1) array: the same everywhere).
-    Returns the infiltrated depth summed over cells and the deepest cell.
+    ``rain`` and ``pervious`` are per cell, or (1, 1) arrays for the same everywhere. The
+    speed is that of the cell-centred discharge (the mean of each axis's two faces) over the
+    cell's depth, where deeper than ``velocity_depth`` (thinner films give meaningless
+    speeds). ``arrival`` holds, per cell, the first ``t_end`` at which the depth exceeded
+    ``arrival_depth``, NaN until then. Returns the infiltrated depth summed over cells and
+    the deepest cell.
     """
     ny, nx = h.shape
     uniform = pervious.shape[0] == 1 and pervious.shape[1] == 1
+    uniform_rain = rain.shape[0] == 1 and rain.shape[1] == 1
     infiltrated = 0.0
     deepest = 0.0
     for i in prange(ny):
         for j in range(nx):
             if active[i, j]:
-                d = h[i, j] + rain + dt * ((qx[i, j] - qx[i, j + 1]) / dx
-                                           + (qy[i, j] - qy[i + 1, j]) / dy)
+                r = rain[0, 0] if uniform_rain else rain[i, j]
+                d = h[i, j] + r + dt * ((qx[i, j] - qx[i, j + 1]) / dx
+                                        + (qy[i, j] - qy[i + 1, j]) / dy)
                 loss = infiltration * (pervious[0, 0] if uniform else pervious[i, j])
                 if loss > 0.0 and d > 0.0:
                     taken = min(loss, d)
@@ -241,8 +254,28 @@ def update_depths(h: np.ndarray, active: np.ndarray, qx: np.ndarray, qy: np.ndar
                 h[i, j] = d
                 if d > h_max[i, j]:
                     h_max[i, j] = d
+                if d > velocity_depth:
+                    u = 0.5 * (qx[i, j] + qx[i, j + 1])
+                    v = 0.5 * (qy[i, j] + qy[i + 1, j])
+                    speed = math.sqrt(u * u + v * v) / d
+                    if speed > v_max[i, j]:
+                        v_max[i, j] = speed
+                if d > arrival_depth and math.isnan(arrival[i, j]):
+                    arrival[i, j] = t_end
                 deepest = max(deepest, d)
     return infiltrated, deepest
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def combine_rain(weights: np.ndarray, depths: np.ndarray, out: np.ndarray) -> None:
+    """Each cell's rain: its sources' depths (m) weighted by their shares (m, ny, nx)."""
+    m, ny, nx = weights.shape
+    for i in prange(ny):
+        for j in range(nx):
+            total = 0.0
+            for k in range(m):
+                total += weights[k, i, j] * depths[k]
+            out[i, j] = total
 
 
 @njit(cache=True, nogil=True)

@@ -1,14 +1,18 @@
-"""Rain for the flood solver: design storms from a city's intensity formula, and hyetographs.
+"""Rain for the flood solver: design storms from a city's intensity formula, hyetographs, and
+rain that varies over the grid.
 
 A hyetograph is piecewise constant: block ``k`` rains ``intensity_mm_h[k]`` from
 ``starts_s[k]`` to ``ends_s[k]``. The solver asks it for the depth fallen between two times,
-which is exact for any time step, so no rain is lost or invented between blocks.
+which is exact for any time step, so no rain is lost or invented between blocks. Rain that
+varies in space (:class:`SpatialRain`) is a few hyetographs (gauges) and each cell's share of
+each: inverse-distance or Thiessen weights (:func:`gauge_weights`).
 """
 
 from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -154,11 +158,7 @@ def chicago_hyetograph(
 
 
 def read_hyetograph_csv(path: Path) -> Hyetograph:
-    """Read ``time_min,intensity_mm_h`` rows: each intensity holds until the next row's time.
-
-    The last block lasts as long as the one before it (regular steps need no closing row);
-    a closing row with intensity 0 ends the storm anywhere else.
-    """
+    """Read ``time_min,intensity_mm_h`` rows by the rules of :func:`hyetograph_from_rows`."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
             rows = list(csv.DictReader(f))
@@ -178,17 +178,89 @@ def read_hyetograph_csv(path: Path) -> Hyetograph:
         except (TypeError, ValueError):
             raise FloodInputError(f"hyetograph {path} line {line}: time_min and "
                                   "intensity_mm_h must be numbers") from None
-    t, v = np.array(times), np.array(values)
+    return hyetograph_from_rows(times, values, f"hyetograph {path}")
+
+
+def hyetograph_from_rows(times_min: Sequence[float], intensity_mm_h: Sequence[float],
+                         what: str = "the hyetograph") -> Hyetograph:
+    """Rows of (time in minutes, intensity in mm/h): each intensity holds until the next row's
+    time. The last block lasts as long as the one before it (regular steps need no closing
+    row); a closing row with intensity 0 ends the storm anywhere else."""
+    t, v = np.asarray(times_min, float), np.asarray(intensity_mm_h, float)
     if len(t) < 2:
-        raise FloodInputError(f"hyetograph {path} needs at least two rows (a block's end is "
-                              "the next row's time)")
+        raise FloodInputError(f"{what} needs at least two rows (a block's end is the next "
+                              "row's time)")
     if not (np.all(np.isfinite(t)) and np.all(np.isfinite(v))):
-        raise FloodInputError(f"hyetograph {path}: times and intensities must be finite")
+        raise FloodInputError(f"{what}: times and intensities must be finite")
     if t[0] < 0 or np.any(np.diff(t) <= 0):
-        raise FloodInputError(f"hyetograph {path}: times must start at 0 or later and "
-                              "increase strictly")
+        raise FloodInputError(f"{what}: times must start at 0 or later and increase strictly")
     if np.any(v < 0):
-        raise FloodInputError(f"hyetograph {path}: intensities must not be negative")
+        raise FloodInputError(f"{what}: intensities must not be negative")
     ends = np.append(t[1:], t[-1] + (t[-1] - t[-2]))
     keep = ~((np.arange(len(t)) == len(t) - 1) & (v == 0))  # a closing zero row adds nothing
     return Hyetograph(t[keep] * 60.0, ends[keep] * 60.0, v[keep])
+
+
+@dataclass(frozen=True)
+class SpatialRain:
+    """Rain that varies over the grid: cell (i, j) gets ``weights[k, i, j]`` of the depth of
+    source ``k`` (a gauge's hyetograph). Shares summing to 1 per cell interpolate the gauges."""
+
+    sources: tuple[Hyetograph, ...]
+    weights: np.ndarray  # (sources, ny, nx)
+
+    def __post_init__(self) -> None:
+        if self.weights.ndim != 3 or self.weights.shape[0] != len(self.sources) \
+                or not self.sources:
+            raise FloodInputError("spatial rain needs one (ny, nx) weight grid per source")
+        if not np.all(np.isfinite(self.weights)) or np.any(self.weights < 0):
+            raise FloodInputError("rain weights must be finite and not negative")
+
+    def depths_between(self, t0: float, t1: float) -> np.ndarray:
+        """Each source's depth (m) fallen between two times (s)."""
+        return np.array([s.depth_between(t0, t1) for s in self.sources])
+
+    @property
+    def duration_s(self) -> float:
+        return max(s.duration_s for s in self.sources)
+
+    @property
+    def total_mm(self) -> float:
+        """The depth fallen on the grid as a whole (the mean over its cells)."""
+        share = self.weights.reshape(len(self.sources), -1).mean(axis=1)
+        return float(sum(w * s.total_mm for w, s in zip(share, self.sources, strict=True)))
+
+    @property
+    def peak_mm_h(self) -> float:
+        return max(s.peak_mm_h for s in self.sources)
+
+
+def gauge_weights(x: np.ndarray, y: np.ndarray, gauge_x: np.ndarray, gauge_y: np.ndarray,
+                  method: Literal["idw", "thiessen"] = "idw", power: float = 2.0
+                  ) -> np.ndarray:
+    """Each point's share of each gauge (gauges × points), summing to 1 per point.
+
+    ``thiessen``: all of the nearest gauge (its Thiessen polygon, by a k-d tree);
+    ``idw``: inverse distance to the ``power``, all of a gauge the point sits on.
+    """
+    from scipy.spatial import cKDTree
+
+    points = np.column_stack([np.ravel(x), np.ravel(y)])
+    gauges = np.column_stack([gauge_x, gauge_y])
+    if not len(gauges):
+        raise FloodInputError("rain interpolation needs at least one gauge")
+    weights = np.zeros((len(gauges), len(points)))
+    if method == "thiessen" or len(gauges) == 1:
+        _, nearest = cKDTree(gauges).query(points)
+        weights[nearest, np.arange(len(points))] = 1.0
+        return weights
+    if method != "idw":
+        raise FloodInputError(f"rain interpolation must be idw or thiessen, not {method!r}")
+    if not power > 0:
+        raise FloodInputError("the inverse-distance power must be positive")
+    for k, (gx, gy) in enumerate(gauges):
+        weights[k] = np.hypot(points[:, 0] - gx, points[:, 1] - gy)
+    on_gauge = weights < 1e-9
+    with np.errstate(divide="ignore"):
+        weights = np.where(on_gauge.any(axis=0), on_gauge.astype(float), weights ** -power)
+    return weights / weights.sum(axis=0)

@@ -19,6 +19,7 @@ import numpy as np
 
 from simulation.flood import kernels
 from simulation.flood.errors import FloodInputError
+from simulation.flood.rain import SpatialRain
 
 EdgeKind = Literal["closed", "free", "level", "flow"]
 _KIND_CODES = {"closed": kernels.CLOSED, "free": kernels.FREE, "level": kernels.LEVEL,
@@ -30,6 +31,10 @@ class RainSource(Protocol):
     def depth_between(self, t0: float, t1: float) -> float:
         """Uniform rain depth (m) fallen between two times (s)."""
         ...
+
+
+Rain = RainSource | SpatialRain
+"""Uniform rain, or rain that varies over the grid (:class:`~simulation.flood.rain.SpatialRain`)."""
 
 
 class Sink(Protocol):
@@ -105,13 +110,17 @@ class Infiltration:
 @dataclass(frozen=True)
 class Options:
     """Numerical settings: θ of de Almeida (2012; 0.7-1), α of the CFL step (Bates 2010:
-    0.7), the depth below which a face carries nothing, the longest step, the precision."""
+    0.7), the depth below which a face carries nothing, the longest step, the precision;
+    and for the results, the depth that counts as flooded for the time of first flooding
+    (0.15 m: a waterlogged lane, GB 50014-2021) and the least depth whose speed is kept."""
 
     theta: float = 0.8
     alpha: float = 0.7
     h_min: float = 1e-4
     dt_max: float = 10.0
     dtype: Literal["float32", "float64"] = "float64"
+    arrival_depth: float = 0.15
+    velocity_depth: float = 0.01
 
     def __post_init__(self) -> None:
         if not 0.5 <= self.theta <= 1.0:
@@ -120,6 +129,8 @@ class Options:
             raise FloodInputError(f"alpha {self.alpha:g} must lie in (0, 1]")
         if self.h_min < 0 or self.dt_max <= 0:
             raise FloodInputError("h_min must not be negative and dt_max must be positive")
+        if self.arrival_depth < 0 or self.velocity_depth < 0:
+            raise FloodInputError("the arrival and velocity depths must not be negative")
 
 
 @dataclass
@@ -216,7 +227,7 @@ class State:
 @dataclass
 class MassBalance:
     """Volumes (m³) over a run; ``error`` = Δstorage − (rain + inflow − outflow − infiltration
-    − drainage)."""
+    − drainage − retention); retention is what sponge-city measures hold back."""
 
     initial_storage: float = 0.0
     final_storage: float = 0.0
@@ -225,12 +236,13 @@ class MassBalance:
     outflow: float = 0.0
     infiltration: float = 0.0
     drainage: float = 0.0
+    retention: float = 0.0
 
     @property
     def error(self) -> float:
         change = self.final_storage - self.initial_storage
         return change - (self.rain + self.inflow - self.outflow - self.infiltration
-                         - self.drainage)
+                         - self.drainage - self.retention)
 
     @property
     def relative_error(self) -> float:
@@ -243,8 +255,13 @@ class MassBalance:
 
 @dataclass
 class Result:
+    """The final state; per cell the greatest depth (m) and speed (m/s) and the time of first
+    flooding (s from the start; NaN where the depth never exceeded ``arrival_depth``)."""
+
     state: State
     max_depth: np.ndarray
+    max_velocity: np.ndarray
+    arrival_time: np.ndarray
     mass_balance: MassBalance
     steps: int
     limited_steps: int
@@ -265,10 +282,11 @@ def simulate(
     grid: Grid,
     duration_s: float,
     *,
-    rain: RainSource | None = None,
+    rain: Rain | None = None,
     boundaries: Boundaries | None = None,
     infiltration: Infiltration | None = None,
     sink: Sink | None = None,
+    retention: Sink | None = None,
     options: Options | None = None,
     state: State | None = None,
     report_times: Sequence[float] = (),
@@ -279,7 +297,8 @@ def simulate(
 
     Steps end exactly on each of ``report_times`` (seconds from the state's start), where
     ``on_report`` sees the state; ``progress(stage, fraction)`` follows simulated time (an
-    exception it raises stops the run). ``sink`` (drainage) takes water after each step.
+    exception it raises stops the run). ``sink`` (drainage) and ``retention`` (sponge-city
+    stores) take water after each step, each with its own term in the budget.
     """
     options = options or Options()
     boundaries = boundaries or Boundaries()
@@ -299,6 +318,19 @@ def simulate(
     qx_new, qy_new = np.empty_like(state.qx), np.empty_like(state.qy)
     factor = np.ones(grid.shape, dtype)
     max_depth = np.maximum(state.h, 0.0).astype(dtype)
+    max_velocity = np.zeros(grid.shape, dtype)
+    arrival = np.where(state.h > options.arrival_depth, 0.0, np.nan).astype(dtype)
+    if isinstance(rain, SpatialRain):
+        if rain.weights.shape[1:] != grid.shape:
+            raise FloodInputError(f"the rain field {rain.weights.shape[1:]} does not match "
+                                  f"the grid {grid.shape}")
+        weights = np.ascontiguousarray(rain.weights, dtype=np.float64)
+        # What each source's depth rains onto the domain, in cell-depths: the budget's rain
+        # without summing the field every step.
+        shares = np.array([np.sum(w[active], dtype=np.float64) for w in weights])
+    # This step's rain in float64 whatever the precision: a float32 depth of rain would be
+    # rounded the same way on every cell, a bias the budget would see.
+    rain_now = np.zeros(grid.shape if isinstance(rain, SpatialRain) else (1, 1))
     budget = MassBalance(initial_storage=storage(grid, state.h))
     area, cells = grid.cell_area, grid.active_cells
     start, end = state.t, state.t + duration_s
@@ -315,7 +347,14 @@ def simulate(
         target = min(stops[0] if stops else end, end)
         dt = min(dt, target - state.t)
         t0, t1 = state.t - start, state.t - start + dt
-        rain_m = rain.depth_between(t0, t1) if rain is not None else 0.0
+        if isinstance(rain, SpatialRain):
+            depths = rain.depths_between(t0, t1)
+            kernels.combine_rain(weights, depths, rain_now)
+            rained = float(depths @ shares)
+        else:
+            rain_m = rain.depth_between(t0, t1) if rain is not None else 0.0
+            rain_now[0, 0] = rain_m
+            rained = rain_m * cells
         loss_m = infiltration.depth_between(t0, t1) if infiltration is not None else 0.0
         for k, edge in enumerate(boundaries.sides()):
             values[k] = edge.at(t1)
@@ -323,17 +362,20 @@ def simulate(
                        grid.dx, grid.dy, options.theta, options.h_min, kinds, values)
         state.qx, qx_new = qx_new, state.qx
         state.qy, qy_new = qy_new, state.qy
-        if kernels.limit_outflow(state.h, active, state.qx, state.qy, rain_m, dt, grid.dx,
+        if kernels.limit_outflow(state.h, active, state.qx, state.qy, rain_now, dt, grid.dx,
                                  grid.dy, factor):
             kernels.scale_outflow(state.qx, state.qy, factor)
             limited_steps += 1
         out_rate, in_rate = kernels.edge_exchange(state.qx, state.qy, grid.dx, grid.dy)
         infiltrated, deepest = kernels.update_depths(
-            state.h, active, state.qx, state.qy, rain_m, loss_m, pervious, dt, grid.dx,
-            grid.dy, max_depth)
+            state.h, active, state.qx, state.qy, rain_now, loss_m, pervious, dt, grid.dx,
+            grid.dy, max_depth, max_velocity, arrival, t1, options.arrival_depth,
+            options.velocity_depth)
         if sink is not None:
             budget.drainage += sink.remove(state.h, dt)
-        budget.rain += rain_m * cells * area
+        if retention is not None:
+            budget.retention += retention.remove(state.h, dt)
+        budget.rain += rained * area
         budget.outflow += out_rate * dt
         budget.inflow += in_rate * dt
         budget.infiltration += infiltrated * area
@@ -347,7 +389,8 @@ def simulate(
                      (state.t - start) / duration_s)
     wall = time.perf_counter() - started
     budget.final_storage = storage(grid, state.h)
-    return Result(state, max_depth, budget, steps, limited_steps, wall, steps * cells)
+    return Result(state, max_depth, max_velocity, arrival, budget, steps, limited_steps, wall,
+                  steps * cells)
 
 
 def _clock(seconds: float) -> str:
