@@ -16,17 +16,20 @@ import pytest
 import shapely
 from fastapi.testclient import TestClient
 from pyproj import Transformer
-from shapely.geometry import MultiPolygon, box
+from shapely.geometry import LineString, MultiPolygon, box
 from sqlalchemy import text
 
+from cim.access import Role, create_key
 from cim.app import create_app
 from cim.history import update_object
 from cim.ingest.pipeline import ImportOptions, import_file
+from layers.model import Classification
 from tests.test_cli import cim
 from tests.test_import_formats import X0, Y0, write
 from tiles.threed.api import tilesets_folder
 from tiles.threed.build import MANIFEST, TILESET, build_buildings
 from tiles.threed.geodesy import to_ecef
+from tiles.threed.infrastructure import build_infrastructure
 
 NODE_TOOLS = Path(__file__).parent / "node"
 TO_GEODETIC = Transformer.from_crs(4978, 4979, always_xy=True)
@@ -357,3 +360,28 @@ def test_cli_builds_then_rewrites_nothing(city, tmp_path):
     assert "buildings: 17 features in 1 tiles: 0 written, 0 removed, 1 unchanged" \
         in second.stderr
     assert json.loads((out / "buildings" / TILESET).read_text())["asset"]["version"] == "1.1"
+
+
+def test_listing_names_the_built_tilesets_a_reader_may_see(city, settings, tmp_path):
+    pipes = gpd.GeoDataFrame({"pid": ["P1"], "diameter_m": [0.6]}, crs="EPSG:4547",
+                             geometry=[LineString([(X0, Y0 - 20), (X0 + 60, Y0 - 20)])])
+    import_file(city, write(pipes, tmp_path / "pipes.gpkg", "GPKG"),
+                ImportOptions(layer="drainage_pipes", id_field="pid", source="t"), city_crs=4547)
+    folder = tilesets_folder(settings.storage.root)
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/3dtiles").json() == {"tilesets": []}  # nothing built yet
+        _build(city, folder / "buildings")
+        build_infrastructure(city, folder, settings.storage.root)
+        with city.begin() as conn:
+            key = {"X-API-Key": create_key(conn, "engineer", Role.viewer,
+                                           Classification.internal)}
+        anonymous = client.get("/3dtiles").json()["tilesets"]
+        internal = client.get("/3dtiles", headers=key).json()["tilesets"]
+    built = {p.parent.name for p in folder.glob(f"*/{TILESET}")}
+    assert {"buildings", "drainage"} <= built
+    # The drainage network is internal: listed only for a key that may see it.
+    assert {t["id"] for t in anonymous} == built - {"drainage"}
+    assert {t["id"] for t in internal} == built
+    drainage = next(t for t in internal if t["id"] == "drainage")
+    assert drainage["layers"] == ["drainage_pipes", "drainage_nodes"]
+    assert drainage["href"].endswith("/3dtiles/drainage/tileset.json")

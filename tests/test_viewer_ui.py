@@ -10,6 +10,7 @@ city, server, browser = viewer.city, viewer.server, viewer.browser
 
 def test_language_follows_the_browser_and_the_switch_and_keys_move_the_map(server, browser):
     tab = viewer.Page(browser, locale="zh-CN")
+    tab.expected_failures = ("/3dtiles",)  # the made-up key typed below is refused (401)
     try:
         lon, lat = viewer.centre(3)
         tab.open(f"{server}/#view=16/{lat}/{lon}/0/50")

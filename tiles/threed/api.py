@@ -55,6 +55,18 @@ def threed_router(catalog: list[LayerDefinition], folder: Path,
         except FileNotFoundError:
             raise NotFound(f"{path.name} is not built (run `cim tiles build-3d`)") from None
 
+    @router.get("/3dtiles", summary="The built 3D tilesets this reader may see")
+    async def listing(request: Request, who: Annotated[Principal, Depends(principal)]
+                      ) -> dict[str, list[dict[str, object]]]:
+        # So that a client need not ask for each tileset and take a 404 for those not built
+        # (which browsers log as errors).
+        shown = [{"id": name, "layers": list(drawn),
+                  "href": str(request.url_for("tileset", tilesetId=name))}
+                 for name, drawn in TILESETS.items()
+                 if all(layer in layers and who.may_see(layers[layer]) for layer in drawn)
+                 and (folder / name / TILESET).is_file()]
+        return {"tilesets": shown}
+
     @router.get("/3dtiles/{tilesetId}/tileset.json",
                 summary="3D Tiles 1.1 tileset: buildings, bridges, water or drainage",
                 response_class=Response, responses={200: {"content": {"application/json": {}}}})

@@ -26,7 +26,7 @@ const NEAR_M = 2; // a pick farther than this from every triangle of the tile is
 // (bench/viewer.py), so the layer draws unlit and shades here per vertex, from the glb's
 // y-up normals: roofs full colour, walls darker, facing east or west a little more. Every
 // tile `cim tiles build-3d` writes has both attributes.
-class VertexColourScenegraphLayer extends ScenegraphLayer {
+export class VertexColourScenegraphLayer extends ScenegraphLayer {
   getShaders() {
     const shaders = super.getShaders();
     return {...shaders, inject: {...shaders.inject,
@@ -36,11 +36,6 @@ class VertexColourScenegraphLayer extends ScenegraphLayer {
   }
 }
 VertexColourScenegraphLayer.layerName = 'VertexColourScenegraphLayer';
-
-async function tilesetExists(url) {
-  const response = await fetch(url);
-  return response.ok;
-}
 
 // Closest point on triangle abc to p (Ericson, Real-Time Collision Detection, 5.1.5):
 // squared distance only.
@@ -96,13 +91,14 @@ export function featureAt(tile, [lon, lat, z]) {
   return row >= 0 ? table?.properties?.id?.data?.[row] ?? null : null;
 }
 
-// Returns null when the platform has no tileset (the vector-tile extrusion stays), else
-// {show(visible), pick(x, y)} with the extrusion switched off.
-export async function createBuildings3d(map, overlay) {
+// Returns null when the platform lists no buildings tileset (GET /3dtiles; the vector-tile
+// extrusion stays), else {show(visible), setOpacity(opacity), pick(x, y)} with the
+// extrusion switched off.
+export function createBuildings3d(map, overlay, tilesets) {
+  if (!tilesets.some(tileset => tileset.id === 'buildings')) return null;
   const url = new URL(TILESET, API_ROOT).href;
-  if (!await tilesetExists(url).catch(() => false)) return null;
   const extrusion = map.getLayer('buildings') ? 'buildings' : null;
-  const layer = new Tile3DLayer({
+  let layer = new Tile3DLayer({
     id: LAYER_ID,
     data: url,
     loader: Tiles3DLoader,
@@ -116,10 +112,19 @@ export async function createBuildings3d(map, overlay) {
   // Filtered out, not removed: the panel keeps toggling the style layer (and its legend),
   // and the 3D layer follows.
   if (extrusion) map.setFilter(extrusion, ['==', ['literal', 1], 0]);
-  const show = visible => overlay.set('buildings3d', visible ? [layer] : []);
-  show(!extrusion || map.getLayoutProperty(extrusion, 'visibility') !== 'none');
+  let visible = !extrusion || map.getLayoutProperty(extrusion, 'visibility') !== 'none';
+  const show = on => {
+    visible = on;
+    overlay.set('buildings3d', on ? [layer] : []);
+  };
+  show(visible);
   return {
     show,
+    // Translucent in the underground mode; the tiles loaded so far are kept.
+    setOpacity(opacity) {
+      layer = layer.clone({opacity});
+      show(visible);
+    },
     pick(x, y) {
       const info = overlay.pick({x, y, radius: 0, layerIds: [LAYER_ID], unproject3D: true});
       if (!info?.object?.content || !info.coordinate) return null;

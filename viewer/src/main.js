@@ -1,10 +1,11 @@
 // Boot: read the catalog, draw the map at the shared (or home) view, build the panel, wire
-// picking (vector tiles and 3D Tiles), the flood panel, and keep the URL hash in step with
+// picking (vector tiles and 3D Tiles), the flood and traffic panels, infrastructure, and keep the URL hash in step with
 // what is shown.
 import './style.css';
 import {loadCatalog} from './api.js';
 import {createBuildings3d} from './buildings3d.js';
 import {createFloodPanel} from './flood.js';
+import {createInfrastructure, listTilesets} from './infrastructure.js';
 import {switchLanguage, translatePage} from './i18n.js';
 import {bindKeys} from './keys.js';
 import {createMap, createOverlay, homeView, PITCH_3D, view, watchReady} from './map.js';
@@ -13,6 +14,7 @@ import {createPicking} from './picking.js';
 import {readHash, writeHash} from './state.js';
 import {setLoading} from './status.js';
 import {showLatestReadings} from './tooltip.js';
+import {createTrafficPanel} from './traffic.js';
 
 translatePage();
 document.getElementById('language').addEventListener('click', switchLanguage);
@@ -28,11 +30,13 @@ let panel = null;
 let picking = null;
 let buildings3d = null;
 let flood = null;
+let traffic = null;
 const saveState = () => writeHash({
   view: view(map),
   layers: panel.visible(),
   select: picking.current()?.id ? picking.current() : undefined,
-  ...flood.state()
+  ...flood.state(),
+  ...traffic.state()
 });
 
 const goHome = () => {
@@ -43,7 +47,8 @@ const goHome = () => {
 const flip2d3d = () => map.easeTo({pitch: map.getPitch() > 0 ? 0 : PITCH_3D});
 
 map.once('load', async () => {
-  buildings3d = await createBuildings3d(map, overlay);
+  const listed = await listTilesets();
+  buildings3d = createBuildings3d(map, overlay, listed.tilesets);
   panel = buildPanel(document.getElementById('layers'), map, catalog,
     new Set(initial.layers || allLayers), () => {
       buildings3d?.show(panel.visible().includes('buildings'));
@@ -55,14 +60,18 @@ map.once('load', async () => {
     titles: new Map(catalog.collections.map(c => [c.id, c.title])),
     pickable: () => panel.visible(),
     onSelect: () => saveState(),
-    extraPick: point => buildings3d?.pick(point.x, point.y)
+    extraPick: point => buildings3d?.pick(point.x, point.y),
+    paused: () => traffic.placing()
   });
   flood = createFloodPanel(map, overlay, {onChange: () => saveState()});
+  traffic = createTrafficPanel(map, overlay, {styleLayers: catalog.style.layers, onChange: () => saveState()});
+  createInfrastructure(map, overlay, {buildings3d, listed});
   showLatestReadings(map, 'sensors', document.getElementById('tooltip'));
   map.on('moveend', saveState);
   watchReady(map, overlay);
   if (initial.select) picking.select(initial.select);
   if (initial.scenario) flood.open(initial.scenario, initial.time);
+  if (initial.traffic) traffic.open(initial.traffic);
   saveState();
   bindKeys(map, {home: goHome, flip: flip2d3d, close: () => picking.close()});
 });
@@ -81,6 +90,7 @@ window.addEventListener('hashchange', () => {
     picking.select(state.select || null);
   }
   flood.apply(state.scenario, state.time);
+  traffic.apply(state.traffic);
 });
 
 const dimension = document.getElementById('dimension');

@@ -54,8 +54,9 @@ function highlight(feature) {
   });
 }
 
-// extraPick(point): a selection from drawn deck.gl layers (the 3D Tiles), or null.
-export function createPicking(map, overlay, {panel, titles, pickable, onSelect, extraPick}) {
+// extraPick(point): a selection from drawn deck.gl layers (the 3D Tiles), or null;
+// paused(): whether the map's clicks are another tool's now (placing route points).
+export function createPicking(map, overlay, {panel, titles, pickable, onSelect, extraPick, paused}) {
   let current = null;
   const close = () => select(null);
   const title = collection => titles.get(collection) || collection;
@@ -112,6 +113,8 @@ export function createPicking(map, overlay, {panel, titles, pickable, onSelect, 
     }
   }
 
-  map.on('click', event => pick(event.point, event.lngLat));
+  map.on('click', event => {
+    if (!paused?.()) pick(event.point, event.lngLat);
+  });
   return {select, close, current: () => current};
 }

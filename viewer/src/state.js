@@ -1,6 +1,7 @@
 // The shareable state lives in the URL hash:
 //   #view=zoom/lat/lon/bearing/pitch&layers=id,id&select=collection:featureId
 //   &scenario=N&time=seconds|max   (an open flood scenario and the depth map shown)
+//   &traffic=N                     (an open traffic scenario)
 // Absent parts keep their defaults (the home view, every layer on, nothing selected).
 
 const round = (value, digits) => Number(value.toFixed(digits));
@@ -22,10 +23,12 @@ export function readHash(hash = location.hash) {
     state.scenario = scenario;
     if (params.has('time')) state.time = params.get('time');
   }
+  const traffic = Number(params.get('traffic'));
+  if (Number.isInteger(traffic) && traffic > 0) state.traffic = traffic;
   return state;
 }
 
-export function formatHash({view, layers, select, scenario, time}) {
+export function formatHash({view, layers, select, scenario, time, traffic}) {
   const parts = [];
   if (view) {
     const [lon, lat] = view.center;
@@ -36,6 +39,7 @@ export function formatHash({view, layers, select, scenario, time}) {
   if (layers) parts.push('layers=' + layers.join(','));
   if (select) parts.push(`select=${select.collection}:${encodeURIComponent(select.id)}`);
   if (scenario) parts.push(`scenario=${scenario}` + (time === undefined ? '' : `&time=${time}`));
+  if (traffic) parts.push(`traffic=${traffic}`);
   return '#' + parts.join('&');
 }
 

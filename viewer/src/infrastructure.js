@@ -1,0 +1,135 @@
+// Infrastructure and relief: the bridges, water and drainage 3D tilesets (`cim tiles
+// build-3d`) as toggles, the drainage network only for a key that may see it (internal);
+// an underground mode that makes the surface translucent so that pipes below it show; and
+// the hillshade of the DEMs as a base layer. GET /3dtiles lists what is built and readable,
+// so nothing is asked for that would answer 404.
+import {Tile3DLayer} from '@deck.gl/geo-layers';
+import {Tiles3DLoader} from '@loaders.gl/3d-tiles';
+import {API_ROOT, getJson} from './api.js';
+import {VertexColourScenegraphLayer} from './buildings3d.js';
+import {t} from './i18n.js';
+import {reportError, status} from './status.js';
+
+const KEY_STORE = 'cim.apiKey';
+const INFRASTRUCTURE = ['bridges', 'water', 'drainage'];
+const UNDERGROUND = 'drainage';
+const SURFACE_OPACITY = 0.25;
+const HILLSHADE = 'hillshade';
+const OPACITY = {fill: 'fill-opacity', line: 'line-opacity', circle: 'circle-opacity',
+  'fill-extrusion': 'fill-extrusion-opacity', raster: 'raster-opacity'};
+
+const $ = id => document.getElementById(id);
+
+// The built tilesets this reader may see: {tilesets: [{id, layers, href}], key} with the
+// key they were listed with. A refused key (401) is said and the anonymous list kept.
+export async function listTilesets(onRefused = () => {},
+  key = sessionStorage.getItem(KEY_STORE) || undefined) {
+  try {
+    return {tilesets: (await getJson('3dtiles', null, {key})).tilesets, key: key || undefined};
+  } catch (error) {
+    if (key && error.status === 401) {
+      onRefused(error);
+      return listTilesets(onRefused, null); // null, not undefined: no default key again
+    }
+    reportError(error.message);
+    return {tilesets: [], key: undefined};
+  }
+}
+
+function tilesetLayer({id, href}, key, underground) {
+  return new Tile3DLayer({
+    id: `infrastructure-${id}`,
+    data: href,
+    loader: Tiles3DLoader,
+    // The key travels with every request of an internal tileset (tileset.json and glb).
+    loadOptions: {fetch: key ? {headers: {'X-API-Key': key}} : {},
+      tileset: {maximumScreenSpaceError: 8, throttleRequests: true}},
+    _subLayerProps: {scenegraph: {type: VertexColourScenegraphLayer, _lighting: 'flat'}},
+    // Below ground the pipes would be hidden by whatever is drawn over them.
+    parameters: underground && id === UNDERGROUND ? {depthCompare: 'always'} : {},
+    onTileError: (tile, url, message) => reportError(t('error.tile3d', {url, message}))
+  });
+}
+
+export function createInfrastructure(map, overlay, {buildings3d, listed}) {
+  let tilesets = listed.tilesets.filter(s => INFRASTRUCTURE.includes(s.id));
+  let key = listed.key; // the key the list was made with: the tiles need the same
+  const shown = new Set();
+  let underground = false;
+  const saved = new Map(); // style layer -> its own opacity, while underground
+
+  const draw = () => {
+    overlay.set('infrastructure', tilesets.filter(s => shown.has(s.id))
+      .map(s => tilesetLayer(s, key, underground)));
+    status.settle?.();
+  };
+
+  function rows() {
+    const list = $('infrastructure-list');
+    list.replaceChildren();
+    for (const tileset of tilesets) {
+      const item = document.createElement('li');
+      item.dataset.tileset = tileset.id;
+      const label = document.createElement('label');
+      const box = Object.assign(document.createElement('input'), {type: 'checkbox', checked: shown.has(tileset.id)});
+      box.addEventListener('change', () => {
+        if (box.checked) shown.add(tileset.id);
+        else shown.delete(tileset.id);
+        draw();
+      });
+      label.append(box, ` ${t(`infrastructure.${tileset.id}`)}`);
+      item.append(label);
+      list.append(item);
+    }
+    $('infrastructure-none').hidden = tilesets.length > 0;
+  }
+
+  // Underground: every surface layer of the map (and the 3D buildings) made translucent.
+  function setUnderground(on) {
+    underground = on;
+    for (const layer of map.getStyle().layers) {
+      const property = OPACITY[layer.type];
+      if (!property || layer.id === HILLSHADE) continue;
+      if (on) {
+        saved.set(layer.id, map.getPaintProperty(layer.id, property));
+        map.setPaintProperty(layer.id, property, SURFACE_OPACITY);
+      } else if (saved.has(layer.id)) {
+        map.setPaintProperty(layer.id, property, saved.get(layer.id));
+      }
+    }
+    if (!on) saved.clear();
+    buildings3d?.setOpacity(on ? SURFACE_OPACITY : 1);
+    draw();
+  }
+  $('underground').addEventListener('change', event => setUnderground(event.target.checked));
+
+  // Hillshade under every other layer, from the TileJSON (its bounds keep MapLibre from
+  // asking for tiles off the DEMs).
+  $('hillshade').addEventListener('change', event => {
+    if (event.target.checked) {
+      if (!map.getSource(HILLSHADE)) {
+        map.addSource(HILLSHADE, {type: 'raster', tileSize: 256,
+          url: new URL('hillshade/WebMercatorQuad/tilejson.json', API_ROOT).href});
+      }
+      const below = map.getStyle().layers.find(l => l.type !== 'background')?.id;
+      map.addLayer({id: HILLSHADE, type: 'raster', source: HILLSHADE, paint: {'raster-opacity': 0.6}}, below);
+    } else if (map.getLayer(HILLSHADE)) {
+      map.removeLayer(HILLSHADE);
+    }
+  });
+
+  // A key typed in a panel may see the internal drainage network: ask again.
+  const relist = async () => {
+    $('infrastructure-refused').hidden = true;
+    const now = await listTilesets(() => { $('infrastructure-refused').hidden = false; });
+    tilesets = now.tilesets.filter(s => INFRASTRUCTURE.includes(s.id));
+    key = now.key;
+    for (const id of [...shown]) if (!tilesets.some(s => s.id === id)) shown.delete(id);
+    rows();
+    draw();
+  };
+  for (const input of ['flood-key', 'traffic-key']) $(input)?.addEventListener('change', relist);
+
+  rows();
+  return {relist};
+}
