@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +19,7 @@ from shapely.geometry import box
 from cim.app import create_app
 from cim.history import update_object
 from cim.ingest.pipeline import ImportOptions, import_file
+from tests.servers import cim_serve
 from tests.test_import_formats import X0, Y0, write
 
 N_BUILDINGS = 25
@@ -137,34 +136,10 @@ def test_huge_offsets_are_refused_not_crashed(client):
     assert response.status_code == 400 and "offset" in response.json()["description"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def server(city, settings):
-    port = _free_port()
-    url = city.url.render_as_string(hide_password=False)
-    env = {**os.environ, "CIM_DATABASE_URL": url}
-    cim = str(Path(sys.executable).parent / "cim")
-    proc = subprocess.Popen([cim, "serve", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError("cim serve did not start")
+    with cim_serve({"CIM_DATABASE_URL": city.url.render_as_string(hide_password=False)}) as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_owslib_reads_the_api(server):

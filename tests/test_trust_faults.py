@@ -4,9 +4,6 @@ the database is down, recovers by itself, and every acknowledged edit is there a
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -22,7 +19,7 @@ from cim.db.engine import ensure_database, make_engine
 from cim.schema.migrate import upgrade
 from cim.settings import DatabaseSettings
 from layers.model import Classification
-from tests.test_features_api import _free_port
+from tests.servers import cim_serve
 
 SQUARE = {"type": "Polygon", "coordinates": [[[114.40, 30.50], [114.4002, 30.50],
                                               [114.4002, 30.5002], [114.40, 30.50]]]}
@@ -48,28 +45,11 @@ def own_cluster(workdir: Path):
 @pytest.fixture
 def served(own_cluster, workdir: Path):
     cluster, engine, key = own_cluster
-    port = _free_port()
-    env = {**os.environ, "CIM_DATABASE_URL": engine.url.render_as_string(hide_password=False),
+    env = {"CIM_DATABASE_URL": engine.url.render_as_string(hide_password=False),
            "CIM_STORAGE_ROOT": str(workdir / "fault-files"), "CIM_TILES_CACHE_DIR": "",
            "CIM_LIMITS_ENABLED": "false", "CIM_CONFIG": str(workdir / "none.toml")}
-    cim = str(Path(sys.executable).parent / "cim")
-    proc = subprocess.Popen([cim, "serve", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError("cim serve did not become ready")
+    with cim_serve(env, probe="/ready") as base:
         yield base, cluster, engine, key
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_database_restart_under_load_loses_no_acknowledged_edit(served):

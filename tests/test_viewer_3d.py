@@ -4,54 +4,16 @@ storage root. Without a tileset the vector tiles' extrusion stays (tests/test_vi
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
-
-import httpx
 import numpy as np
 from PIL import Image
-from sqlalchemy import Engine
 
-from cim.settings import Settings
 from tests import test_viewer as viewer
-from tests.test_features_api import _free_port
+from tests.servers import serving
 from tiles.threed.api import tilesets_folder
 from tiles.threed.build import build_buildings
 
 # The 25 office buildings and the browser fixtures of the viewer's tests.
 city, browser, tab = viewer.city, viewer.browser, viewer.tab
-
-
-@contextmanager
-def serving(engine: Engine, settings: Settings) -> Iterator[str]:
-    """`cim serve` over the test database and storage root (3D Tiles, scenario files)."""
-    port = _free_port()
-    env = {**os.environ, "CIM_DATABASE_URL": engine.url.render_as_string(hide_password=False),
-           "CIM_STORAGE_ROOT": str(settings.storage.root)}
-    cim = str(Path(sys.executable).parent / "cim")
-    proc = subprocess.Popen([cim, "serve", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, "cim serve exited"
-            time.sleep(0.1)
-        else:
-            raise RuntimeError("cim serve did not start")
-        yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_buildings_come_from_the_3d_tiles_and_pick_their_records(city, settings, tab, tmp_path):

@@ -13,7 +13,7 @@ from pyproj import Transformer
 from cim.access import Role
 from tests import test_flood_scenarios as flood
 from tests import test_viewer as viewer
-from tests.test_viewer_3d import serving
+from tests.servers import serving
 
 district, keys, browser, tab = flood.district, flood.keys, viewer.browser, viewer.tab
 TO_LONLAT = Transformer.from_crs("EPSG:4547", "EPSG:4326", always_xy=True)

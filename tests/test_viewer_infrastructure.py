@@ -15,8 +15,8 @@ from cim.ingest.pipeline import ImportOptions, import_file
 from layers.model import Classification
 from tests import test_terrain as terrain
 from tests import test_viewer as viewer
+from tests.servers import serving
 from tests.test_import_formats import X0, Y0, write
-from tests.test_viewer_3d import serving
 from tiles.threed.api import tilesets_folder
 from tiles.threed.infrastructure import build_infrastructure
 

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from tests import test_viewer as viewer
-from tests.test_viewer_3d import serving
+from tests.servers import serving
 from tiles.threed.api import tilesets_folder
 from tiles.threed.build import build_buildings
 from viewer.notebook import BUNDLE, city_deck, to_html

@@ -16,7 +16,7 @@ from cim.access import Role, create_key
 from layers.model import Classification
 from tests import test_traffic_scenarios as traffic
 from tests import test_viewer as viewer
-from tests.test_viewer_3d import serving
+from tests.servers import serving
 
 browser, tab = viewer.browser, viewer.tab
 
