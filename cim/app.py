@@ -57,6 +57,7 @@ from simulation.errors import ScenarioConflict, ScenarioInputError, ScenarioNotF
 from simulation.flood.compare import compare_router
 from simulation.jobs import JobContext, Worker
 from simulation.kinds import KINDS
+from simulation.retention import Retention, prune
 from simulation.traffic.api import routes_router
 from tiles.api import tiles_router
 from tiles.invalidation import start_tile_cache
@@ -141,7 +142,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Scenario jobs run on a thread beside the requests (the solver releases the GIL).
         # Jobs get an engine of their own: the requests' statement timeout is not theirs.
         jobs_engine = make_engine(settings.database, pool_size=2, pool_pre_ping=True)
-        worker = Worker(jobs_engine, jobs_context, KINDS)
+        retention = Retention(settings.scenarios.keep_days, settings.scenarios.max_bytes)
+        worker = Worker(jobs_engine, jobs_context, KINDS,
+                        after_each=lambda conn: prune(conn, jobs_context, retention))
         worker.start()
         app.state.scenario_worker = worker
         yield

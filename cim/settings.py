@@ -255,6 +255,18 @@ class TilesSettings(_Section):
         return None if value is None else value.expanduser().resolve()
 
 
+class ScenariosSettings(_Section):
+    """How long finished scenarios and their files are kept (the results folder is bounded)."""
+
+    model_config = SettingsConfigDict(env_prefix="CIM_SCENARIOS_", extra="ignore")
+    toml_section: ClassVar[str] = "scenarios"
+
+    keep_days: float = Field(default=0, ge=0, description="Remove finished scenarios older "
+                             "than this many days (0: keep them however old).")
+    max_bytes: int = Field(default=20 * 2**30, ge=0, description="Remove the oldest finished "
+                           "scenarios while their files take more than this (0: no bound).")
+
+
 class Settings:
     """All sections together; built by :func:`load_settings`."""
 
@@ -306,6 +318,10 @@ class Settings:
     @cached_property
     def oidc(self) -> OidcSettings:
         return self._section("oidc", OidcSettings)
+
+    @cached_property
+    def scenarios(self) -> ScenariosSettings:
+        return self._section("scenarios", ScenariosSettings)
 
 
 def load_settings(**sections: Any) -> Settings:

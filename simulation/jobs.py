@@ -341,8 +341,11 @@ class Worker:
     """One thread that runs queued jobs one at a time (a run uses every core already)."""
 
     def __init__(self, engine: Engine, ctx: JobContext, kinds: Mapping[str, ScenarioKind],
-                 poll_s: float = 1.0) -> None:
+                 poll_s: float = 1.0,
+                 after_each: Callable[[Connection], object] | None = None) -> None:
+        """``after_each`` runs on the job's connection once a job has ended (retention)."""
         self.engine, self.ctx, self.kinds, self.poll_s = engine, ctx, kinds, poll_s
+        self.after_each = after_each
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="scenario-worker", daemon=True)
@@ -386,4 +389,6 @@ class Worker:
             scenario_id, kind, inputs = claimed
             log.info("scenario %s (%s): started", scenario_id, kind.name)
             execute(conn, self.ctx, kind, scenario_id, inputs, stop=self._stop)
+            if self.after_each is not None:
+                self.after_each(conn)
         return True

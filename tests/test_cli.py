@@ -18,7 +18,7 @@ from tests.test_import_formats import buildings_4547, write, zipped_shapefile
 CIM = str(Path(sys.executable).parent / "cim")
 COMMANDS = [[], ["import"], ["history"], ["serve"], ["db"], ["db", "start"], ["db", "stop"],
             ["db", "status"], ["db", "upgrade"], ["db", "reset"], ["db", "url"], ["demo"],
-            ["demo", "generate"], ["demo", "load"]]
+            ["demo", "generate"], ["demo", "load"], ["scenarios"], ["scenarios", "prune"]]
 
 
 def cim(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

@@ -19,6 +19,7 @@ from cim.cli.errors import exit_code
 from cim.cli.flood import flood_app
 from cim.cli.keys import keys_app
 from cim.cli.progress import console, progress_bar
+from cim.cli.scenarios import scenarios_app
 from cim.cli.tiles import tiles_app
 from cim.cli.traffic import traffic_app
 from cim.ingest.errors import ImportRejected
@@ -38,6 +39,7 @@ app.add_typer(tiles_app, name="tiles")
 app.add_typer(flood_app, name="flood")
 app.add_typer(keys_app, name="keys")
 app.add_typer(traffic_app, name="traffic")
+app.add_typer(scenarios_app, name="scenarios")
 
 app.command("backup")(backup_command)
 app.command("restore")(restore_command)
@@ -215,12 +217,13 @@ def main() -> None:
         sys.exit(1)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except Exception as exc:
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except typer.TyperException as exc:  # a bad option or argument (typer's own click)
+        if hasattr(exc, "show"):  # with the usage line
             exc.show()
-            sys.exit(exc.exit_code)
+        else:
+            console.print(f"[red]error:[/] {exc.format_message()}")
+        sys.exit(exc.exit_code)
+    except Exception as exc:
         code = exit_code(exc)
         if code is None:
             raise
