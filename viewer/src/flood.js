@@ -7,10 +7,9 @@ import {TileLayer} from '@deck.gl/geo-layers';
 import {BitmapLayer, GeoJsonLayer, PolygonLayer} from '@deck.gl/layers';
 import {API_ROOT, getJson} from './api.js';
 import {t} from './i18n.js';
+import {bindKey, explain as explainIn, scenarioFollower} from './scenarios.js';
 import {reportError, status} from './status.js';
 
-const KEY_STORE = 'cim.apiKey';
-const POLL_MS = 1000;
 const PLAY_MS = 1200;
 const ROAD_COLOURS = {passable: [161, 218, 180], with_care: [253, 174, 97], closed: [215, 25, 28]};
 const FLOODED_BUILDING = [215, 25, 28];
@@ -71,18 +70,13 @@ function depthLayer(scenarioId, {name}, visible, onFailure) {
 
 export function createFloodPanel(map, overlay, {onChange}) {
   const keyInput = $('flood-key');
-  keyInput.value = sessionStorage.getItem(KEY_STORE) || '';
-  keyInput.addEventListener('change', () => {
-    sessionStorage.setItem(KEY_STORE, keyInput.value.trim());
-    if (scenario?.status === 'succeeded') showResults(scenario); // internal layers may now be readable
-  });
-  const key = () => keyInput.value.trim() || undefined;
+  // Internal layers may be readable with a new key.
+  const key = bindKey(keyInput, () => { if (scenario?.status === 'succeeded') showResults(scenario); });
 
   let scenario = null; // the open scenario's record
   let steps = [];
   let step = 0;
   let drawn = null; // [west, south, east, north] of a drawn box
-  let timer = null;
   let playing = null;
   let mapsFailed = false;
   let wanted = MAX; // the time to show once the open scenario's maps are known
@@ -140,8 +134,11 @@ export function createFloodPanel(map, overlay, {onChange}) {
   }
 
   // --- launching and following a run ---------------------------------------------------
-  const explain = error => (error.status === 401 ? t('flood.401')
-    : error.status === 403 ? t('flood.403', {message: error.description}) : error.message);
+  const explain = error => explainIn('flood', error);
+  const {follow, stop: stopFollowing} = scenarioFollower('flood', 'flood', {
+    say, progress, isOpen: id => scenario?.id === id,
+    onRecord: record => { scenario = record; }, onSucceeded: record => showResults(record)
+  });
 
   $('flood-form').addEventListener('submit', async event => {
     event.preventDefault();
@@ -164,35 +161,6 @@ export function createFloodPanel(map, overlay, {onChange}) {
       say(explain(error));
     }
   });
-
-  async function follow(id) {
-    clearTimeout(timer);
-    let record;
-    try {
-      record = await getJson(`scenarios/${id}`);
-    } catch (error) {
-      progress(null);
-      say(error.message);
-      return;
-    }
-    if (scenario?.id !== id) return; // another scenario was opened meanwhile
-    scenario = record;
-    if (record.status === 'queued' || record.status === 'running') {
-      progress(record.progress);
-      say(record.status === 'queued' ? t('flood.queued')
-        : t('flood.running', {progress: Math.round(record.progress)}));
-      timer = setTimeout(() => follow(id), POLL_MS);
-      return;
-    }
-    progress(null);
-    if (record.status === 'succeeded') {
-      say(t('flood.succeeded', {id}));
-      showResults(record);
-    } else {
-      say(record.status === 'cancelled' ? t('flood.cancelled', {id})
-        : t('flood.failed', {id, error: record.error || ''}));
-    }
-  }
 
   // --- results -------------------------------------------------------------------------
   async function features(collection, id) {
@@ -273,7 +241,7 @@ export function createFloodPanel(map, overlay, {onChange}) {
   }
 
   function clear() {
-    clearTimeout(timer);
+    stopFollowing();
     stop();
     scenario = null;
     steps = [];

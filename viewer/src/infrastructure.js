@@ -8,9 +8,9 @@ import {Tiles3DLoader} from '@loaders.gl/3d-tiles';
 import {API_ROOT, getJson} from './api.js';
 import {VertexColourScenegraphLayer} from './buildings3d.js';
 import {t} from './i18n.js';
+import {storedKey} from './scenarios.js';
 import {reportError, status} from './status.js';
 
-const KEY_STORE = 'cim.apiKey';
 const INFRASTRUCTURE = ['bridges', 'water', 'drainage'];
 const UNDERGROUND = 'drainage';
 const SURFACE_OPACITY = 0.25;
@@ -23,7 +23,7 @@ const $ = id => document.getElementById(id);
 // The built tilesets this reader may see: {tilesets: [{id, layers, href}], key} with the
 // key they were listed with. A refused key (401) is said and the anonymous list kept.
 export async function listTilesets(onRefused = () => {},
-  key = sessionStorage.getItem(KEY_STORE) || undefined) {
+  key = storedKey()) {
   try {
     return {tilesets: (await getJson('3dtiles', null, {key})).tilesets, key: key || undefined};
   } catch (error) {

@@ -7,11 +7,10 @@
 import {GeoJsonLayer, ScatterplotLayer} from '@deck.gl/layers';
 import {getJson} from './api.js';
 import {t} from './i18n.js';
+import {bindKey, explain as explainIn, scenarioFollower} from './scenarios.js';
 import {reportError, status} from './status.js';
 import {legendEntries} from './panel.js';
 
-const KEY_STORE = 'cim.apiKey'; // shared with the flood panel: one key for the tab
-const POLL_MS = 1000;
 const PAGE = 1000;
 const MAX_LINKS = 20000; // beyond this the catalog's vector tiles draw the links
 const CLOSED = [90, 90, 90];
@@ -81,14 +80,10 @@ const number = (value, digits = 1) => Number(value).toLocaleString(undefined,
 
 export function createTrafficPanel(map, overlay, {styleLayers, onChange}) {
   const ramp = rampOf(styleLayers.find(l => l.id === STYLE_LAYER));
-  const keyInput = $('traffic-key');
-  keyInput.value = sessionStorage.getItem(KEY_STORE) || '';
-  keyInput.addEventListener('change', () => sessionStorage.setItem(KEY_STORE, keyInput.value.trim()));
-  const key = () => keyInput.value.trim() || sessionStorage.getItem(KEY_STORE) || undefined;
+  const key = bindKey($('traffic-key'));
 
   let scenario = null; // the open scenario's record
   let links = [];
-  let timer = null;
   let mode = null; // 'start' | 'to' while the map's clicks place route points
   let start = null;
   let ends = [];
@@ -99,8 +94,11 @@ export function createTrafficPanel(map, overlay, {styleLayers, onChange}) {
     $('traffic-progress').hidden = value === null;
     if (value !== null) $('traffic-progress').value = value;
   };
-  const explain = error => (error.status === 401 ? t('traffic.401')
-    : error.status === 403 ? t('traffic.403', {message: error.description}) : error.message);
+  const explain = error => explainIn('traffic', error);
+  const {follow, stop: stopFollowing} = scenarioFollower('traffic', 'traffic', {
+    say, progress, isOpen: id => scenario?.id === id,
+    onRecord: record => { scenario = record; }, onSucceeded: record => showResults(record)
+  });
   const after = () => document.querySelector('input[name=traffic-when]:checked').value === 'after';
 
   // --- launching and following a run ---------------------------------------------------
@@ -135,40 +133,6 @@ export function createTrafficPanel(map, overlay, {styleLayers, onChange}) {
       say(explain(error));
     }
   });
-
-  async function follow(id) {
-    clearTimeout(timer);
-    let record;
-    try {
-      record = await getJson(`scenarios/${id}`);
-    } catch (error) {
-      progress(null);
-      say(error.message);
-      return;
-    }
-    if (scenario?.id !== id) return; // another scenario was opened meanwhile
-    if (record.kind !== 'traffic') {
-      progress(null);
-      say(t('traffic.not', {id}));
-      return;
-    }
-    scenario = record;
-    if (record.status === 'queued' || record.status === 'running') {
-      progress(record.progress);
-      say(record.status === 'queued' ? t('traffic.queued')
-        : t('traffic.running', {progress: Math.round(record.progress)}));
-      timer = setTimeout(() => follow(id), POLL_MS);
-      return;
-    }
-    progress(null);
-    if (record.status === 'succeeded') {
-      say(t('traffic.succeeded', {id}));
-      showResults(record);
-    } else {
-      say(record.status === 'cancelled' ? t('traffic.cancelled', {id})
-        : t('traffic.failed', {id, error: record.error || ''}));
-    }
-  }
 
   // --- results -------------------------------------------------------------------------
   function totals(outputs) {
@@ -313,7 +277,7 @@ export function createTrafficPanel(map, overlay, {styleLayers, onChange}) {
   });
 
   function clear() {
-    clearTimeout(timer);
+    stopFollowing();
     scenario = null;
     links = [];
     for (const group of ['traffic-links', 'traffic-routes']) overlay.set(group, []);
