@@ -80,8 +80,14 @@ class DatabaseSettings(_Section):
     pool_size: int = Field(
         default=16, ge=1, description="Connections each server process keeps open; requests "
         "beyond it wait for one (new sessions cost PostGIS ~30 ms of CPU to warm up).")
+    replica_url: SecretStr | None = Field(
+        default=None, description="SQLAlchemy URL of a streaming replica the API reads from "
+        "(writes stay on the primary); unset: every read goes to the primary.")
+    replica_max_lag_s: float = Field(
+        default=30.0, gt=0, description="Replay lag past which /ready reports the replica "
+        "unready.")
 
-    @field_validator("url", mode="before")
+    @field_validator("url", "replica_url", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value
@@ -267,6 +273,43 @@ class ScenariosSettings(_Section):
                            "scenarios while their files take more than this (0: no bound).")
 
 
+class BatchSettings(_Section):
+    """Where heavy batch work (tile pyramids, 3D builds, flood ensembles) runs: Dask."""
+
+    model_config = SettingsConfigDict(env_prefix="CIM_BATCH_", extra="ignore")
+    toml_section: ClassVar[str] = "batch"
+
+    scheduler: str | None = Field(default=None, description="A running Dask scheduler "
+                                  "(tcp://HOST:PORT); unset: a LocalCluster on this machine.")
+    workers: int = Field(default=0, ge=0, description="LocalCluster worker processes "
+                         "(0: one per core).")
+    threads_per_worker: int = Field(default=1, ge=1, description="Threads in each "
+                                    "LocalCluster worker (numba and GDAL release the GIL).")
+
+    @field_validator("scheduler", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return value or None
+
+
+class CatchmentsSettings(_Section):
+    """A flood run split by drainage catchment (``cim flood catchments``)."""
+
+    model_config = SettingsConfigDict(env_prefix="CIM_CATCHMENTS_", extra="ignore")
+    toml_section: ClassVar[str] = "catchments"
+
+    max_crossing: float = Field(default=0.01, ge=0, le=1, description="Refuse the split when "
+                                "the water crossing a catchment's edge exceeds this share of "
+                                "the rain on it.")
+    buffer_cells: int = Field(default=10, ge=1, description="Cells around each catchment "
+                              "that its task simulates too, so water crossing a divide flows "
+                              "on instead of piling against a wall.")
+    min_depth_m: float = Field(default=0.3, gt=0, description="Pits shallower than this "
+                               "belong to the catchment they spill into.")
+    min_cells: int = Field(default=400, ge=1, description="Smaller catchments join the "
+                           "neighbour they spill into.")
+
+
 class Settings:
     """All sections together; built by :func:`load_settings`."""
 
@@ -322,6 +365,14 @@ class Settings:
     @cached_property
     def scenarios(self) -> ScenariosSettings:
         return self._section("scenarios", ScenariosSettings)
+
+    @cached_property
+    def batch(self) -> BatchSettings:
+        return self._section("batch", BatchSettings)
+
+    @cached_property
+    def catchments(self) -> CatchmentsSettings:
+        return self._section("catchments", CatchmentsSettings)
 
 
 def load_settings(**sections: Any) -> Settings:

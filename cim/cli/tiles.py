@@ -1,4 +1,6 @@
-"""``cim tiles``: pre-seed the vector tile cache, export tile pyramids for offline use."""
+"""``cim tiles``: pre-seed the vector tile cache, export tile pyramids for offline use, build
+3D Tiles; the heavy work runs on Dask (a local cluster, a given scheduler) or, with
+``--no-cluster``, in this process."""
 
 from __future__ import annotations
 
@@ -9,8 +11,10 @@ from typing import Annotated
 
 import morecantile
 import typer
+from dask.distributed import Client
 from sqlalchemy import Engine
 
+from cim.batch import batch_client
 from cim.cli.db import engine_for
 from cim.cli.progress import console, progress_bar
 from cim.settings import Settings
@@ -18,10 +22,19 @@ from layers.catalog import load_catalog
 from layers.model import MAX_ZOOM, Classification, LayerDefinition
 from tiles.cache import TileCache, Tileset
 from tiles.errors import TileError, UnknownLayer
-from tiles.export import FORMATS, pmtiles_order, write_mbtiles, write_pmtiles
+from tiles.export import archive_format, write_archive
 from tiles.invalidation import Invalidator
 from tiles.metadata import attribution, vector_layers
-from tiles.pyramid import Progress, check_zooms, data_bbox, parse_bbox, render_all, tiles_in
+from tiles.pyramid import (
+    Progress,
+    check_zooms,
+    data_bbox,
+    hilbert_order,
+    parse_bbox,
+    render,
+    seed_pyramid,
+    tiles_in,
+)
 from tiles.terrain import dems_within, prepare_terrain
 from tiles.threed.api import tilesets_folder
 from tiles.threed.build import build_buildings
@@ -36,7 +49,18 @@ MinZoom = Annotated[int, typer.Option("--min-zoom", min=0, max=MAX_ZOOM, help="F
 MaxZoom = Annotated[int, typer.Option("--max-zoom", min=0, max=MAX_ZOOM, help="Last zoom.")]
 BBoxOption = Annotated[str | None, typer.Option(
     "--bbox", help="west,south,east,north in lon/lat (default: the extent of the data).")]
-Workers = Annotated[int, typer.Option(min=1, max=16, help="Tiles rendered at once.")]
+Scheduler = Annotated[str | None, typer.Option(
+    "--scheduler", help="Run on the Dask scheduler at tcp://HOST:PORT (default: "
+    "CIM_BATCH_SCHEDULER, else a local cluster). Its workers must reach the database and "
+    "the output.")]
+Workers = Annotated[int | None, typer.Option(
+    "--workers", min=1, max=256, help="Worker processes of the local Dask cluster (default: "
+    "CIM_BATCH_WORKERS, else one per core).")]
+Threads = Annotated[int | None, typer.Option(
+    "--threads", min=1, max=64, help="Tasks each process runs at once (default: "
+    "CIM_BATCH_THREADS_PER_WORKER).")]
+NoCluster = Annotated[bool, typer.Option(
+    "--no-cluster", help="Work in this process alone, on --threads threads, without Dask.")]
 
 
 def _visible(settings: Settings) -> list[LayerDefinition]:
@@ -44,21 +68,31 @@ def _visible(settings: Settings) -> list[LayerDefinition]:
     return load_catalog().visible_to(Classification(settings.access.anonymous_clearance))
 
 
-@contextmanager
-def _cache(settings: Settings, engine: Engine) -> Iterator[TileCache | None]:
-    """The disk cache kept true to the database while we work (None when there is none)."""
+def _cache(settings: Settings, engine: Engine) -> Invalidator | None:
+    """The disk cache's invalidation, caught up with the database (its ``cache.folder`` is
+    this database's tile folder); None when there is no disk cache."""
     if not settings.tiles.enabled or settings.tiles.cache_dir is None:
-        yield None
-        return
-    # No memory tier: every tile goes straight to the folder the server reads.
+        return None
     invalidator = Invalidator(engine, load_catalog(), TileCache(0), settings.tiles.cache_dir)
     invalidator.sync()  # fails loudly here, unlike a server that waits for the database
-    invalidator.start()
-    try:
-        yield invalidator.cache
-        invalidator.sync()  # evict what changed while we rendered
-    finally:
-        invalidator.stop()
+    return invalidator
+
+
+@contextmanager
+def _batch(settings: Settings, scheduler: str | None, workers: int | None,
+           threads: int | None, no_cluster: bool) -> Iterator[tuple[Client | None, int]]:
+    """Where tasks run: a Dask client (None: here) and the tasks each process runs at once."""
+    threads = threads or settings.batch.threads_per_worker
+    if no_cluster:
+        if scheduler:
+            raise typer.BadParameter("--no-cluster works here: give it or --scheduler")
+        yield None, threads
+        return
+    console.print("starting the Dask cluster" if not (scheduler or settings.batch.scheduler)
+                  else "connecting to the Dask scheduler")
+    batch = settings.batch.model_copy(update={"threads_per_worker": threads})
+    with batch_client(batch, scheduler, workers) as client:
+        yield client, threads
 
 
 def _share(progress: Progress, part: int, parts: int, label: str) -> Progress:
@@ -75,9 +109,13 @@ def seed(
     layer: Annotated[list[str] | None, typer.Option(
         "--layer", help="Seed this collection's tiles instead of the base map. "
         "Repeatable.")] = None,
-    workers: Workers = 2,
+    scheduler: Scheduler = None,
+    workers: Workers = None,
+    threads: Threads = None,
+    no_cluster: NoCluster = False,
 ) -> None:
-    """Render every tile of a zoom range into the disk cache the server reads."""
+    """Render every tile of a zoom range into the disk cache the server reads. Blocks of
+    tiles render on Dask workers; the tiles reach the cache only when every block is done."""
     settings: Settings = ctx.obj
     check_zooms(min_zoom, max_zoom)
     if not settings.tiles.enabled or settings.tiles.cache_dir is None:
@@ -88,23 +126,20 @@ def seed(
     if unknown:
         raise UnknownLayer(f"no collection {', '.join(unknown)}; "
                            f"collections: {', '.join(visible)}")
-    tilesets = ([(name, Tileset.collection(name), [visible[name]])
-                 for name in dict.fromkeys(layer)] if layer
-                else [("base map", Tileset.base_map(list(visible)), list(visible.values()))])
-    tms = morecantile.tms.get(GRID)
+    tilesets = ([(Tileset.collection(name), [visible[name]]) for name in dict.fromkeys(layer)]
+                if layer else [(Tileset.base_map(list(visible)), list(visible.values()))])
     engine = engine_for(settings)
     try:
-        drawn = [lyr for _, _, layers in tilesets for lyr in layers]
+        drawn = [lyr for _, layers in tilesets for lyr in layers]
         area = parse_bbox(bbox) if bbox else data_bbox(engine, drawn)
-        tiles = tiles_in(tms, area, min_zoom, max_zoom)
-        rendered = hits = 0
-        with _cache(settings, engine) as cache, progress_bar("seed") as progress:
-            for part, (label, tileset, layers) in enumerate(tilesets):
-                step = _share(progress, part, len(tilesets), label)
-                for _, _, hit in render_all(engine, cache, tileset, layers, tms, tiles, step,
-                                            workers):
-                    hits += hit
-                    rendered += not hit
+        tiles = tiles_in(morecantile.tms.get(GRID), area, min_zoom, max_zoom)
+        invalidator = _cache(settings, engine)
+        assert invalidator is not None and invalidator.cache.folder is not None
+        with (_batch(settings, scheduler, workers, threads, no_cluster) as (client, n),
+              progress_bar("seed") as progress):
+            rendered, hits = seed_pyramid(engine, invalidator.cache.folder, tilesets, GRID,
+                                          tiles, progress, client, n)
+        invalidator.sync()  # evict what changed while we rendered, now the tiles are in place
     finally:
         engine.dispose()
     console.print(f"{rendered + hits:,} tiles in {settings.tiles.cache_dir}: "
@@ -114,25 +149,28 @@ def seed(
 @tiles_app.command()
 def export(
     ctx: typer.Context,
-    out: Annotated[Path, typer.Argument(help="The archive to write: *.pmtiles or *.mbtiles.")],
+    out: Annotated[str, typer.Argument(
+        help="The archive to write, *.pmtiles or *.mbtiles: a path, or an fsspec URL "
+        "(s3://...). It replaces the previous one only once complete.")],
     min_zoom: MinZoom,
     max_zoom: MaxZoom,
     bbox: BBoxOption = None,
-    workers: Workers = 2,
+    scheduler: Scheduler = None,
+    workers: Workers = None,
+    threads: Threads = None,
+    no_cluster: NoCluster = False,
 ) -> None:
-    """Write the base map of a zoom range as a PMTiles or MBTiles archive for offline use."""
+    """Write the base map of a zoom range as a PMTiles or MBTiles archive for offline use.
+    Blocks of tiles render on Dask workers (cached tiles are read, not rendered)."""
     settings: Settings = ctx.obj
     check_zooms(min_zoom, max_zoom)
-    if out.suffix.lower() not in FORMATS:
-        raise TileError(f"{out.name}: the archive must end in {' or '.join(FORMATS)}")
+    archive_format(out)
     visible = _visible(settings)
     drawn = [lyr for lyr in visible if lyr.min_zoom <= max_zoom and lyr.max_zoom >= min_zoom]
-    tms = morecantile.tms.get(GRID)
     engine = engine_for(settings)
     try:
         area = parse_bbox(bbox) if bbox else data_bbox(engine, drawn)
-        tiles = tiles_in(tms, area, min_zoom, max_zoom)
-        pmtiles = out.suffix.lower() == ".pmtiles"
+        tiles = tiles_in(morecantile.tms.get(GRID), area, min_zoom, max_zoom)
         metadata = {
             "name": f"{settings.city.name} base map",
             "description": f"{settings.city.name} city information model, zooms "
@@ -140,16 +178,18 @@ def export(
             "attribution": attribution(drawn), "minzoom": min_zoom, "maxzoom": max_zoom,
             "vector_layers": vector_layers(drawn),
         }
-        with _cache(settings, engine) as cache, progress_bar(f"export {out.name}") as step:
-            rendered = render_all(engine, cache, Tileset.base_map(lyr.id for lyr in visible),
-                                  visible, tms, pmtiles_order(tiles) if pmtiles else tiles,
-                                  step, workers)
-            writer = write_pmtiles if pmtiles else write_mbtiles
-            written = writer(out, rendered, area, metadata)
+        invalidator = _cache(settings, engine)
+        live = invalidator.cache.folder if invalidator is not None else None
+        name = Path(out).name
+        with (_batch(settings, scheduler, workers, threads, no_cluster) as (client, n),
+              progress_bar(f"export {name}") as step):
+            rendered = render(engine, Tileset.base_map(lyr.id for lyr in visible), visible,
+                              GRID, hilbert_order(tiles), step, live, client, n)
+            written, size = write_archive(out, rendered, area, metadata)
     finally:
         engine.dispose()
     console.print(f"{written:,} tiles ({len(tiles) - written:,} empty left out) written to "
-                  f"{out} ({out.stat().st_size / 2**20:.1f} MiB)")
+                  f"{out} ({size / 2**20:.1f} MiB)")
 
 
 @tiles_app.command("build-3d")
@@ -160,18 +200,24 @@ def build_3d(
         "server reads, STORAGE_ROOT/3dtiles).")] = None,
     full: Annotated[bool, typer.Option(
         "--full", help="Rewrite every tile, not only those whose features changed.")] = False,
+    scheduler: Scheduler = None,
+    workers: Workers = None,
+    threads: Threads = None,
+    no_cluster: NoCluster = False,
 ) -> None:
     """Build the OGC 3D Tiles 1.1 (tileset.json + glb) of the buildings, bridges, water and
     drainage network, and ready the DEMs for terrain tiles; reruns rewrite only the tiles
-    whose features changed since."""
+    whose features changed since. The buildings' tiles are drawn in batches on Dask workers
+    (the folder must be one they all reach) and published when every batch is done."""
     settings: Settings = ctx.obj
     folder = out or tilesets_folder(settings.storage.root)
     engine = engine_for(settings)
     try:
-        with progress_bar("3D tiles") as progress:
+        with (_batch(settings, scheduler, workers, threads, no_cluster) as (client, n),
+              progress_bar("3D tiles") as progress):
             reports = {"buildings": build_buildings(
                 engine, folder / "buildings", _share(progress, 0, 3, "buildings"),
-                full=full, storage_root=settings.storage.root)}
+                full=full, storage_root=settings.storage.root, client=client, threads=n)}
             reports.update(build_infrastructure(engine, folder, settings.storage.root,
                                                 _share(progress, 1, 3, "infrastructure"),
                                                 full=full))

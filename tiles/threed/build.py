@@ -13,18 +13,28 @@ it is (:mod:`tiles.threed.solids`); the others are extruded from footprint and h
 A building's base is its ``ground_elevation``; where that is unknown, the lowest DEM height
 at its footprint's box corners and centre (so it never floats above a slope), and 0 where
 no DEM covers it either.
+
+The stale tiles are drawn in batches, each a task (:func:`cim.batch.completed`: a Dask
+worker anywhere, or a thread here) that reads its buildings in the build's own snapshot
+(exported by PostgreSQL, so every task sees the same moment) and writes its glb files to the
+build's staging folder; the tileset is published once every batch has succeeded.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import math
+import re
+import shutil
+import time
 from pathlib import Path
 
 import numpy as np
 import shapely
+from dask.distributed import Client
 from sqlalchemy import Connection, Engine
 
+from cim.batch import completed, slots
 from layers.catalog import load_catalog
 from tiles.terrain import dems_within, sample_heights
 from tiles.threed.extrude import Footprints, Mesh, building_mesh, roof_codes
@@ -37,7 +47,10 @@ from tiles.threed.writer import (
     BuildReport,
     Progress,
     fetch,
-    write_tileset,
+    plan_tileset,
+    publish_tileset,
+    staging_folder,
+    write_atomic,
 )
 
 __all__ = ["MANIFEST", "TILESET", "BuildReport", "build_buildings"]
@@ -47,7 +60,10 @@ FORMAT = "cim-buildings-glb/2"
 LEAF_SIZE = 2000
 """Buildings in a leaf (and kept by a parent): ~1-2 MB of glb, one draw call."""
 BATCH_BUILDINGS = 20_000
-"""Buildings read from the database at once while writing tiles."""
+"""Most buildings one task reads from the database and draws."""
+BATCHES_PER_SLOT = 4
+"""Batches per task slot at least: enough that the last ones finish close together."""
+SNAPSHOT = re.compile(r"[0-9A-F]+-[0-9A-F]+(-[0-9]+)?")
 
 SUMMARY = """
     SELECT vid, ST_XMin(b), ST_YMin(b), ST_XMax(b), ST_YMax(b), ground_elevation, min_height,
@@ -140,40 +156,73 @@ def _summary(conn: Connection, storage_root: Path | None
     return table[:, 0].astype(np.int64), box, ground, used
 
 
+TileWork = tuple[str, np.ndarray, np.ndarray, np.ndarray]
+"""A tile to draw: its name, its buildings' version ids and grounds, its ECEF centre."""
+
+
+def draw_batch(engine: Engine, snapshot: str, tiles: list[TileWork],
+               colours: dict[str, list[int]], default: list[int], staging: str) -> int:
+    """A task: draw a batch of tiles from their buildings as of ``snapshot`` (exported by the
+    build's transaction) into ``staging``; returns how many buildings it drew."""
+    if not SNAPSHOT.fullmatch(snapshot):
+        raise ValueError(f"not a PostgreSQL snapshot id: {snapshot!r}")
+    with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn, \
+            conn.begin():
+        conn.exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+        wanted = np.concatenate([vids for _, vids, _, _ in tiles])
+        rows = {r[0]: r for r in fetch(conn, DETAIL, vids=wanted.tolist())}
+    for name, vids, ground, centre in tiles:
+        glb = _tile_glb([rows[v] for v in vids], ground, centre, colours, default)
+        write_atomic(Path(staging) / f"{name}.glb", glb)
+    return len(wanted)
+
+
 def build_buildings(engine: Engine, out: Path, progress: Progress | None = None,
                     leaf_size: int = LEAF_SIZE, full: bool = False,
-                    storage_root: Path | None = None) -> BuildReport:
+                    storage_root: Path | None = None, client: Client | None = None,
+                    threads: int = 1) -> BuildReport:
     """Build (or bring up to date) the buildings' tileset in ``out``; ``full`` rewrites
     every tile. With ``storage_root`` (where the DEMs are), buildings without a
-    ``ground_elevation`` stand on the terrain."""
+    ``ground_elevation`` stand on the terrain. Tiles are drawn on ``client``'s workers, or
+    here on ``threads`` threads."""
+    started = time.perf_counter()
     step = progress or (lambda stage, fraction: None)
     colours, default = use_colours()
     with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn, \
             conn.begin():
         step("reading", 0.0)
         vids, box, ground, dems = _summary(conn, storage_root)
+        snapshot = conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar_one()
         salt = "|".join([FORMAT, json.dumps([colours, default], sort_keys=True),
                          *([f"dems {dems}"] if dems else [])])
+        step("planning", 0.05)
+        plan = plan_tileset(out, vids, box, salt, leaf_size, full)
+        todo = sum(len(t.members) for t in plan.stale)
+        batches = _batches(plan.stale, min(BATCH_BUILDINGS, max(
+            1, math.ceil(todo / (slots(client, threads) * BATCHES_PER_SLOT)))))
+        staging = staging_folder(out)
+        calls = [(snapshot, [(t.name, vids[t.members], ground[t.members], plan.centres[t.name])
+                             for t in batch], colours, default, str(staging))
+                 for batch in batches]
+        done = 0
+        try:
+            for _, drawn in completed(draw_batch, calls, engine, client, threads):
+                done += drawn
+                step(f"{len(plan.stale)} tiles", 0.1 + 0.9 * done / max(todo, 1))
+            report = publish_tileset(out, plan, staging, salt, {"buildings": len(vids)},
+                                     started)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    step("done", 1.0)
+    return report
 
-        def draw(stale: list[Tile], centres: dict[str, np.ndarray]
-                 ) -> Iterator[tuple[Tile, bytes]]:
-            for batch in _batches(stale):
-                wanted = np.concatenate([vids[t.members] for t in batch])
-                rows = {r[0]: r for r in fetch(conn, DETAIL, vids=wanted.tolist())}
-                for tile in batch:
-                    yield tile, _tile_glb([rows[v] for v in vids[tile.members]],
-                                          ground[tile.members], centres[tile.name], colours,
-                                          default)
 
-        return write_tileset(out, vids, box, salt, draw, step, leaf_size, full,
-                             {"buildings": len(vids)})
-
-
-def _batches(tiles: list[Tile]) -> list[list[Tile]]:
+def _batches(tiles: list[Tile], size: int) -> list[list[Tile]]:
+    """Consecutive tiles in batches of about ``size`` buildings."""
     batches: list[list[Tile]] = [[]]
     count = 0
     for tile in tiles:
-        if count >= BATCH_BUILDINGS:
+        if count >= size:
             batches.append([])
             count = 0
         batches[-1].append(tile)

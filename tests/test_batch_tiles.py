@@ -1,0 +1,175 @@
+"""Tile pyramids and 3D Tiles on a two-worker Dask LocalCluster (separate processes): the same
+bytes as the single-process path, and a failed run publishes nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import morecantile
+import psycopg
+import pytest
+from dask.distributed import Client, LocalCluster
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
+
+from cim.history import update_object
+from cim.ingest.pipeline import ImportOptions, import_file
+from layers.catalog import load_catalog
+from layers.model import Classification
+from tests.test_3dtiles import _buildings
+from tests.test_cli import cim
+from tests.test_import_formats import write
+from tiles.cache import Tileset
+from tiles.pyramid import data_bbox, seed_pyramid, tiles_in
+from tiles.threed.build import build_buildings
+
+GRID = "WebMercatorQuad"
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Client]:
+    with (LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                       dashboard_address=None) as cluster, Client(cluster) as client):
+        yield client
+
+
+@pytest.fixture
+def city(engine, tmp_path):
+    import_file(engine, write(_buildings(), tmp_path / "b.gpkg", "GPKG"),
+                ImportOptions(layer="buildings", id_field="bid", source="t"), city_crs=4547)
+    return engine
+
+
+def contents(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def base_map() -> list[tuple[Tileset, list]]:
+    public = load_catalog().visible_to(Classification.public)
+    return [(Tileset.base_map(layer.id for layer in public), public)]
+
+
+def pyramid(engine: Engine, min_zoom: int, max_zoom: int) -> list[morecantile.Tile]:
+    layers = base_map()[0][1]
+    return tiles_in(morecantile.tms.get(GRID), data_bbox(engine, layers), min_zoom, max_zoom)
+
+
+@contextmanager
+def renamed(engine: Engine, column: str) -> Iterator[None]:
+    """A buildings column the tile and 3D queries read, renamed away: those tasks fail."""
+    with engine.begin() as conn:
+        conn.execute(text(f"ALTER TABLE cim.buildings RENAME COLUMN {column} TO {column}_x"))
+    try:
+        yield
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f"ALTER TABLE cim.buildings RENAME COLUMN {column}_x TO {column}"))
+
+
+def no_progress(stage: str, fraction: float) -> None:
+    pass
+
+
+def test_two_workers_seed_the_same_tiles(city, client, tmp_path):
+    tiles = pyramid(city, 11, 17)
+    alone, spread = tmp_path / "alone" / "epoch", tmp_path / "spread" / "epoch"
+    assert seed_pyramid(city, alone, base_map(), GRID, tiles, no_progress) == (len(tiles), 0)
+    assert seed_pyramid(city, spread, base_map(), GRID, tiles, no_progress, client) == (
+        len(tiles), 0)
+    assert len(client.scheduler_info()["workers"]) == 2
+    stored = contents(spread)
+    assert len([name for name in stored if name.endswith(".mvt.gz")]) == len(tiles)
+    assert stored == contents(alone)
+    assert [p.name for p in spread.parent.iterdir()] == ["epoch"]  # no staging left
+    again = seed_pyramid(city, spread, base_map(), GRID, tiles, no_progress, client)
+    assert again == (0, len(tiles))
+
+
+def test_a_failed_seed_leaves_the_cache_as_it_was(city, client, tmp_path):
+    folder = tmp_path / "cache" / "epoch"
+    seed_pyramid(city, folder, base_map(), GRID, pyramid(city, 12, 12), no_progress)
+    before = contents(folder)
+    # Zoom 11 draws no buildings and renders; zoom 13 draws them and fails.
+    with renamed(city, "height"), pytest.raises(DBAPIError, match="height"):
+        seed_pyramid(city, folder, base_map(), GRID, pyramid(city, 11, 13), no_progress,
+                     client)
+    assert contents(folder) == before
+    assert [p.name for p in folder.parent.iterdir()] == ["epoch"]
+
+
+def test_two_workers_build_the_same_3d_tileset(city, client, tmp_path):
+    alone = build_buildings(city, tmp_path / "alone", leaf_size=2)
+    spread = build_buildings(city, tmp_path / "spread", leaf_size=2, client=client)
+    assert spread.tiles == alone.tiles == spread.written > 3
+    files = contents(tmp_path / "spread")
+    assert files == contents(tmp_path / "alone")
+    assert {"tileset.json", "manifest.json"} < set(files)
+
+
+def test_a_failed_3d_build_leaves_the_tileset_as_it_was(city, client, tmp_path):
+    out = tmp_path / "3d"
+    build_buildings(city, out, leaf_size=2, client=client)
+    before = contents(out)
+    with city.begin() as conn:
+        update_object(conn, "buildings", "t:B00", {"height": 10.5})
+    # The drawing tasks read their rows through the driver: its error comes back as it is.
+    with renamed(city, "roof_shape"), pytest.raises(psycopg.Error, match="roof_shape"):
+        build_buildings(city, out, leaf_size=2, client=client)
+    assert contents(out) == before  # no glb replaced, no staging folder left
+    after = build_buildings(city, out, leaf_size=2, client=client)
+    assert after.written == 1 and contents(out) != before
+
+
+def test_export_on_a_given_scheduler_writes_the_single_process_archive(city, client,
+                                                                        tmp_path):
+    env = {"CIM_DATABASE_URL": city.url.render_as_string(hide_password=False),
+           "CIM_TILES_ENABLED": "false"}
+    args = ["tiles", "export", "--min-zoom", "12", "--max-zoom", "16"]
+    alone = cim(*args[:2], str(tmp_path / "alone.pmtiles"), *args[2:], "--no-cluster",
+                env=env)
+    assert alone.returncode == 0, alone.stderr
+    spread = cim(*args[:2], str(tmp_path / "spread.pmtiles"), *args[2:], "--scheduler",
+                 client.scheduler.address, env=env)
+    assert spread.returncode == 0, spread.stderr
+    assert "connecting to the Dask scheduler" in spread.stderr
+    assert (tmp_path / "spread.pmtiles").read_bytes() == (tmp_path / "alone.pmtiles").read_bytes()
+
+    previous = (tmp_path / "spread.pmtiles").read_bytes()
+    with renamed(city, "height"):
+        failed = cim(*args[:2], str(tmp_path / "spread.pmtiles"), *args[2:], "--scheduler",
+                     client.scheduler.address, env=env)
+    assert failed.returncode != 0 and "height" in failed.stderr
+    assert (tmp_path / "spread.pmtiles").read_bytes() == previous
+    assert sorted(p.name for p in tmp_path.glob("*.pmtiles*")) == ["alone.pmtiles",
+                                                                   "spread.pmtiles"]
+
+
+def test_no_cluster_and_a_scheduler_are_refused(city, tmp_path):
+    env = {"CIM_DATABASE_URL": city.url.render_as_string(hide_password=False)}
+    result = cim("tiles", "build-3d", "--out", str(tmp_path / "3d"), "--no-cluster",
+                 "--scheduler", "tcp://127.0.0.1:1", env=env)
+    assert result.returncode == 2 and "--no-cluster" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "3d").exists()
+
+
+def test_a_worker_killed_mid_seed_costs_only_its_tasks(city, client, tmp_path):
+    tiles = pyramid(city, 11, 17)
+    alone, spread = tmp_path / "alone" / "epoch", tmp_path / "spread" / "epoch"
+    seed_pyramid(city, alone, base_map(), GRID, tiles, no_progress)
+    victim = next(iter(client.run(os.getpid).values()))
+    killed = []
+
+    def kill_once(stage: str, fraction: float) -> None:
+        if not killed:  # after the first block: the rest is queued or running on both
+            os.kill(victim, signal.SIGKILL)
+            killed.append(victim)
+
+    assert seed_pyramid(city, spread, base_map(), GRID, tiles, kill_once, client) == (
+        len(tiles), 0)
+    assert killed and contents(spread) == contents(alone)
+    client.wait_for_workers(2, timeout=120)  # the nanny restarts it for later tests
