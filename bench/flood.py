@@ -212,6 +212,11 @@ def run_district(hours: float, cell: float, area: str | None) -> None:
           f"scenario end to end {time.perf_counter() - started:.0f} s; mass error "
           f"{out['mass_balance']['relative_error']:.1e}; load average "
           f"{' '.join(f'{v:.1f}' for v in os.getloadavg())} on {os.cpu_count()} cores")
+    deepest = out["deepest"]
+    print(f"  mean step {out['mean_step_s']:.3f} s; the shortest was set by "
+          f"{deepest['depth_m']:.2f} m of water ({deepest['cover']}) at row {deepest['row']}, "
+          f"column {deepest['col']}; pipes held {out['mass_balance']['pipe_storage']:.0f} m³ "
+          f"and gave {out['mass_balance']['surcharge']:.0f} m³ back at manholes")
 
 
 def main() -> None:

@@ -93,6 +93,37 @@ def test_hyetograph_csv_and_free_edges(dem, tmp_path):
     assert balance["outflow"] > 0 and balance["relative_error"] < 1e-12
 
 
+def test_rain_raster_and_pattern_rain_where_they_say(dem, tmp_path):
+    # 120 mm/h on the east half only; no rain falls west of it, and the budget says so.
+    field = np.zeros((24, 32))
+    field[:, 16:] = 120.0
+    cells_east = 24 * 16
+    result = cim("grid", "--dem", str(dem), "--rain", str(write_tif(tmp_path / "r.tif", field)),
+                 "--duration", "10min", "--out", str(tmp_path / "field"))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "field" / "mass_balance.json").read_text())
+    assert summary["mass_balance"]["rain"] == pytest.approx(0.02 * cells_east * 4.0, rel=1e-12)
+    assert summary["mass_balance"]["relative_error"] < 1e-12
+    with rasterio.open(tmp_path / "field" / "max_depth.tif") as src:
+        depth = src.read(1, masked=True)
+    # Closed edges and a surface falling east: the west half stays dry.
+    assert depth[:, :14].max() == 0 and depth[:, 16:].min() > 0
+    # A pattern doubles a hyetograph's rain on the north half.
+    pattern = np.ones((24, 32))
+    pattern[:12] = 2.0
+    storm = tmp_path / "storm.csv"
+    storm.write_text("time_min,intensity_mm_h\n0,30\n5,90\n10,0\n")
+    result = cim("grid", "--dem", str(dem), "--rain", str(storm), "--rain-pattern",
+                 str(write_tif(tmp_path / "p.tif", pattern)), "--duration", "10min",
+                 "--out", str(tmp_path / "pattern"))
+    assert result.returncode == 0, result.stderr
+    balance = json.loads((tmp_path / "pattern" / "mass_balance.json").read_text())
+    valid = 24 * 32 - 1  # the nodata corner is in the north half
+    expected = 0.01 * 4.0 * (2 * (12 * 32 - 1) + 12 * 32)
+    assert balance["mass_balance"]["rain"] == pytest.approx(expected, rel=1e-12)
+    assert balance["inputs"]["rain_total_mm"] == pytest.approx(expected / (valid * 4.0) * 1e3)
+
+
 @pytest.mark.parametrize(("change", "message"), [
     ({"--dem": "missing.tif"}, "cannot read the DEM"),
     ({"--rain": "lots"}, "cannot read hyetograph"),
@@ -102,12 +133,16 @@ def test_hyetograph_csv_and_free_edges(dem, tmp_path):
     ({"--boundary": "open"}, "closed or free"),
     ({"--points": "far.csv"}, "outside the DEM: far"),
     ({"--dem": "degrees.tif"}, "reproject it to a metric CRS"),
+    ({"--rain": "small.tif"}, "must have the DEM's size and position"),
+    ({"--rain": "negative.tif"}, "a value of 0 or more on every DEM cell"),
 ])
 def test_bad_input_exits_2_with_a_message(dem, tmp_path, change, message):
     # In process for speed; the real process's exit code is checked below.
     (tmp_path / "bad.csv").write_text("minutes,mm\n0,5\n")
     (tmp_path / "far.csv").write_text("name,x,y\nfar,0,0\n")
     write_tif(tmp_path / "degrees.tif", np.zeros((4, 4)), crs="EPSG:4326")
+    write_tif(tmp_path / "small.tif", np.ones((4, 4)))
+    write_tif(tmp_path / "negative.tif", np.full((24, 32), -1.0))
     args = {"--dem": str(dem), "--rain": "50mm/h", "--duration": "1min",
             "--out": str(tmp_path / "run"), **{k: str(tmp_path / v) if v.endswith(
                 (".tif", ".csv")) else v for k, v in change.items()}}

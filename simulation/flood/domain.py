@@ -16,7 +16,8 @@ inlets, from the database.
   would set the whole grid's time step (√(g h)). Water bodies without a level start empty
   (the run's log says how many).
 - Drainage inlets (kinds ``inlet`` and ``manhole``) on their cells, in the pipe networks of
-  :mod:`simulation.flood.drainage`.
+  :mod:`simulation.flood.drainage`: each holds its pipes full (cross-section × length) and
+  its manholes' and inlets' shafts (``SHAFT_M2`` × (ground − invert), where both are known).
 
 | cover | Manning's n | infiltration share |
 | --- | --- | --- |
@@ -52,6 +53,7 @@ from simulation.flood.drainage import (
     INLET_KINDS,
     MIN_SLOPE,
     OPENING_M2,
+    SHAFT_M2,
     Drainage,
     Network,
     full_flow_m3s,
@@ -248,7 +250,8 @@ def _road_widths(roads: gpd.GeoDataFrame) -> np.ndarray:
 
 
 def _network(conn: Connection, bbox: Bbox, crs: int) -> tuple[gpd.GeoDataFrame, Network]:
-    nodes = _read(conn, f"SELECT id, kind, capacity_m3s, geom FROM cim.drainage_nodes "
+    nodes = _read(conn, "SELECT id, kind, capacity_m3s, invert_elevation, ground_elevation, "
+                  f"geom FROM cim.drainage_nodes "
                   f"WHERE {_IN_AREA} ORDER BY id", bbox, crs, NETWORK_MARGIN_DEG)
     pipes = _read(conn, "SELECT from_node, to_node, shape, diameter_m, width_m, height_m, "
                   "upstream_invert, downstream_invert, length_m, roughness, geom "
@@ -270,19 +273,25 @@ def _network(conn: Connection, bbox: Bbox, crs: int) -> tuple[gpd.GeoDataFrame, 
     n = pipes["roughness"].to_numpy(dtype=float, na_value=np.nan)
     capacity = full_flow_m3s(area, radius, np.maximum(slope, MIN_SLOPE),
                              np.where(np.isfinite(n) & (n > 0), n, PIPE_MANNING))
+    shaft = (nodes["ground_elevation"].to_numpy(dtype=float, na_value=np.nan)
+             - nodes["invert_elevation"].to_numpy(dtype=float, na_value=np.nan))
+    shafts = np.where(nodes["kind"].isin(INLET_KINDS).to_numpy(),
+                      SHAFT_M2 * np.clip(np.nan_to_num(shaft, nan=0.0), 0.0, None), 0.0)
     network = Network(
         node_ids=nodes["id"].to_numpy(), node_kinds=nodes["kind"].to_numpy(),
         node_capacity=nodes["capacity_m3s"].to_numpy(dtype=float, na_value=np.nan),
+        node_volume=shafts,
         pipe_from=pipes["from_node"].map(index).to_numpy(np.int64),
         pipe_to=pipes["to_node"].map(index).to_numpy(np.int64),
-        pipe_capacity=np.nan_to_num(capacity, nan=0.0))
+        pipe_capacity=np.nan_to_num(capacity, nan=0.0),
+        pipe_volume=np.nan_to_num(area * length, nan=0.0))
     return nodes, network
 
 
 def _drainage(conn: Connection, bbox: Bbox, crs: int, transform: Affine, grid: Grid,
               notes: list[str]) -> Drainage:
     nodes, network = _network(conn, bbox, crs)
-    label, network_capacity = network.components()
+    label, network_capacity, network_volume = network.components()
     kinds = nodes["kind"].to_numpy()
     rows, cols, on_grid = cells_of(transform, grid.active, nodes.geometry.x.to_numpy(),
                                    nodes.geometry.y.to_numpy())
@@ -292,11 +301,11 @@ def _drainage(conn: Connection, bbox: Bbox, crs: int, transform: Affine, grid: G
     capacity = np.where(np.isfinite(given) & (given > 0), given, default)
     opening = np.array([OPENING_M2.get(k, 0.0) for k in kinds])
     drainage = Drainage(rows[take], cols[take], capacity[take], opening[take], label[take],
-                        network_capacity, grid.cell_area)
+                        network_capacity, grid.cell_area, network_volume_m3=network_volume)
     notes.append(
         f"drainage: {drainage.inlets} inlets and manholes in {len(np.unique(label[take]))} "
-        f"networks, {len(network.pipe_from)} pipes; together they take at most "
-        f"{drainage.capacity_m3s:.1f} m³/s")
+        f"networks, {len(network.pipe_from)} pipes holding {drainage.volume_m3:.0f} m³; "
+        f"together they take at most {drainage.capacity_m3s:.1f} m³/s")
     return drainage
 
 

@@ -5,6 +5,9 @@ Outputs in the run folder: ``max_depth.tif``, ``max_velocity.tif`` (m/s),
 where it never did) and ``depth_<seconds>s.tif`` at each interval (Cloud-Optimized GeoTIFFs,
 float32, nodata outside the DEM), ``points.csv`` (depth at each point over time) and
 ``mass_balance.json`` (the water budget and the run's inputs).
+
+Rain is uniform (a hyetograph) unless a raster on the DEM's grid scales it per cell
+(``rain_field``): intensities in mm/h over a hyetograph of 1 mm/h, or factors of a storm.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from rasterio.errors import RasterioIOError
 from rasterio.transform import rowcol
 
 from simulation.flood.errors import FloodInputError
-from simulation.flood.rain import Hyetograph
+from simulation.flood.rain import Hyetograph, SpatialRain
 from simulation.flood.solver import (
     Boundaries,
     Edge,
@@ -56,6 +59,7 @@ class GridRun:
     points: Path | None = None
     map_every_s: float = 600.0
     points_every_s: float = 60.0
+    rain_field: Path | None = None
     infiltration: Infiltration | None = None
     options: Options = field(default_factory=Options)
 
@@ -95,6 +99,22 @@ def load_grid(run: GridRun) -> tuple[Grid, Raster]:
         manning = run.manning
     grid = Grid(dem.values, abs(transform.a), abs(transform.e), manning)
     return grid, dem
+
+
+def spatial_rain(run: GridRun, grid: Grid, dem: Raster) -> Hyetograph | SpatialRain:
+    """The run's hyetograph, scaled per cell by ``rain_field`` when there is one."""
+    if run.rain_field is None:
+        return run.rain
+    field = read_raster(run.rain_field, "rain raster")
+    if (field.values.shape != dem.values.shape
+            or not field.profile["transform"].almost_equals(dem.profile["transform"])):
+        raise FloodInputError(f"the rain raster {run.rain_field} must have the DEM's size and "
+                              "position")
+    values = field.values[grid.active]
+    if not np.all(np.isfinite(values)) or np.any(values < 0):
+        raise FloodInputError(f"the rain raster {run.rain_field} must hold a value of 0 or "
+                              "more on every DEM cell")
+    return SpatialRain((run.rain,), np.where(grid.active, field.values, 0.0)[None])
 
 
 def read_points(path: Path, dem: Raster) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -157,6 +177,7 @@ def run_grid(run: GridRun, progress: Progress | None = None) -> dict:
     if not run.map_every_s > 0 or not run.points_every_s > 0:
         raise FloodInputError("output intervals must be positive")
     grid, dem = load_grid(run)
+    rain = spatial_rain(run, grid, dem)
     names, rows, cols = read_points(run.points, dem) if run.points else ([], None, None)
     run.out.mkdir(parents=True, exist_ok=True)
     map_times = set(np.arange(run.map_every_s, run.duration_s + 1e-6, run.map_every_s))
@@ -177,7 +198,7 @@ def run_grid(run: GridRun, progress: Progress | None = None) -> dict:
     if names:
         series.append([0.0, *([0.0] * len(names))])
     result: Result = simulate(
-        grid, run.duration_s, rain=run.rain, boundaries=Boundaries.all(Edge(run.boundary)),
+        grid, run.duration_s, rain=rain, boundaries=Boundaries.all(Edge(run.boundary)),
         infiltration=run.infiltration, options=run.options, state=state,
         report_times=sorted(map_times | point_times), on_report=report, progress=progress)
     for name, values in result_rasters(result).items():
@@ -198,8 +219,10 @@ def run_grid(run: GridRun, progress: Progress | None = None) -> dict:
         "inputs": {
             "dem": str(run.dem), "cells": list(grid.shape), "cell_size_m": [grid.dx, grid.dy],
             "crs": str(dem.profile.get("crs")), "duration_s": run.duration_s,
-            "rain_total_mm": run.rain.depth_between(0.0, run.duration_s) * 1000.0,
+            "rain_total_mm": result.mass_balance.rain * 1000.0
+            / (grid.active_cells * grid.cell_area),  # the mean over the cells
             "rain_peak_mm_h": run.rain.peak_mm_h,
+            "rain_field": str(run.rain_field) if run.rain_field else None,
             "manning": str(run.manning), "boundary": run.boundary,
             "points": str(run.points) if run.points else None,
             "infiltration": vars(run.infiltration) if run.infiltration else None,

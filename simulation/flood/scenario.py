@@ -29,7 +29,7 @@ from rasterio.crs import CRS
 from sqlalchemy import Connection, text
 
 from simulation.flood import measures as sponge
-from simulation.flood.domain import Bbox, Domain, build_domain, check_size, find_dem
+from simulation.flood.domain import Bbox, Cover, Domain, build_domain, check_size, find_dem
 from simulation.flood.errors import FloodInputError
 from simulation.flood.gauges import gauge_readings, recorded_rain
 from simulation.flood.grid_run import Raster, result_rasters, write_cog
@@ -249,18 +249,26 @@ def _simulate(domain: Domain, storm: Hyetograph | SpatialRain, duration_s: float
         write_cog(staging / name, values, raster, grid.active)
     balance = result.mass_balance
     ratio = duration_s / result.wall_s if result.wall_s > 0 else math.inf
+    row, col, deepest = result.deepest_cell()
     reporter.log(
         f"solver: {result.steps} steps in {result.wall_s:.0f} s, "
-        f"{result.cell_updates_per_s:.3g} cell-updates/s, simulated/wall {ratio:.2f}")
+        f"{result.cell_updates_per_s:.3g} cell-updates/s, simulated/wall {ratio:.2f}; the "
+        f"shortest step was set by {deepest:.2f} m of water at row {row}, column {col} "
+        f"({Cover(domain.cover[row, col]).name})")
     reporter.log(
         f"water budget (m³): rain {balance.rain:.0f} = Δstorage "
         f"{balance.final_storage - balance.initial_storage:.0f} + edge outflow "
         f"{balance.outflow:.0f} + infiltration {balance.infiltration:.0f} + drainage "
-        f"{balance.drainage:.0f} + retained by measures {balance.retention:.0f} (edge inflow "
-        f"{balance.inflow:.0f}); relative error {balance.relative_error:.1e}")
+        f"{balance.drainage:.0f} + held in the pipes {balance.pipe_storage:.0f} + retained by "
+        f"measures {balance.retention:.0f} (edge inflow {balance.inflow:.0f}; the pipes gave "
+        f"{balance.surcharge:.0f} back at manholes); relative error "
+        f"{balance.relative_error:.1e}")
     return {"max_depth": result.max_depth, "mass_balance": balance.to_dict(),
             "steps": result.steps, "solver_wall_s": round(result.wall_s, 1),
             "simulated_to_wall": round(ratio, 2),
+            "mean_step_s": round(duration_s / result.steps, 3),
+            "deepest": {"row": row, "col": col, "depth_m": round(deepest, 3),
+                        "cover": Cover(domain.cover[row, col]).name},
             "cells": list(grid.shape), "active_cells": grid.active_cells,
             "max_depth_m": float(np.max(np.where(grid.active, result.max_depth, 0.0))),
             "max_velocity_m_s": float(np.max(np.where(grid.active, result.max_velocity, 0.0))),

@@ -3,8 +3,8 @@
 The scheme is Bates, Horritt & Fewtrell (2010) with the θ-weighted discharge of de Almeida
 et al. (2012), on a regular grid, with the adaptive step dt = α min(dx, dy) / √(g h_max)
 (Bates 2010 eq. 12). Every run keeps an exact water budget: the change in storage equals
-rain + edge inflow − edge outflow − infiltration − drainage, to round-off, and reports its
-error.
+rain + edge inflow − edge outflow − infiltration − drainage at the outfalls − the change of
+the water held in the pipes, to round-off, and reports its error.
 """
 
 from __future__ import annotations
@@ -41,6 +41,26 @@ class Sink(Protocol):
     def remove(self, h: np.ndarray, dt: float) -> float:
         """Take water out of the depths ``h`` (m) over a step of ``dt`` seconds, never more
         than a cell holds; returns the volume taken (m³)."""
+        ...
+
+
+class Drain(Protocol):
+    """Pipes that take water from the surface, hold some, discharge some and may give some
+    back (:class:`~simulation.flood.drainage.Drainage`)."""
+
+    @property
+    def stored_m3(self) -> float:
+        """Water held in the pipes now (m³)."""
+        ...
+
+    @property
+    def returned_m3(self) -> float:
+        """Water given back to the surface so far (m³)."""
+        ...
+
+    def exchange(self, h: np.ndarray, z: np.ndarray, dt: float) -> tuple[float, float]:
+        """Exchange with the depths ``h`` over beds ``z`` for ``dt`` seconds; returns the net
+        volume taken from the surface and the volume discharged out of the model (m³)."""
         ...
 
 
@@ -227,7 +247,10 @@ class State:
 @dataclass
 class MassBalance:
     """Volumes (m³) over a run; ``error`` = Δstorage − (rain + inflow − outflow − infiltration
-    − drainage − retention); retention is what sponge-city measures hold back."""
+    − drainage − pipe_storage − retention). ``drainage`` is what the pipes discharged at their
+    outfalls, ``pipe_storage`` the change of the water they hold, retention what sponge-city
+    measures hold back; ``surcharge`` (not a term: inside the pipes' net exchange) what the
+    pipes gave back to the surface."""
 
     initial_storage: float = 0.0
     final_storage: float = 0.0
@@ -236,13 +259,15 @@ class MassBalance:
     outflow: float = 0.0
     infiltration: float = 0.0
     drainage: float = 0.0
+    pipe_storage: float = 0.0
     retention: float = 0.0
+    surcharge: float = 0.0
 
     @property
     def error(self) -> float:
         change = self.final_storage - self.initial_storage
         return change - (self.rain + self.inflow - self.outflow - self.infiltration
-                         - self.drainage - self.retention)
+                         - self.drainage - self.pipe_storage - self.retention)
 
     @property
     def relative_error(self) -> float:
@@ -272,6 +297,12 @@ class Result:
     def cell_updates_per_s(self) -> float:
         return self.cell_updates / self.wall_s if self.wall_s > 0 else 0.0
 
+    def deepest_cell(self) -> tuple[int, int, float]:
+        """Row, column and depth (m) of the deepest water of the run: the cell whose √(g h)
+        set the shortest time step."""
+        row, col = np.unravel_index(int(np.argmax(self.max_depth)), self.max_depth.shape)
+        return int(row), int(col), float(self.max_depth[row, col])
+
 
 def storage(grid: Grid, h: np.ndarray) -> float:
     """Water held on the grid (m³), summed in float64 whatever the state's precision."""
@@ -285,7 +316,7 @@ def simulate(
     rain: Rain | None = None,
     boundaries: Boundaries | None = None,
     infiltration: Infiltration | None = None,
-    sink: Sink | None = None,
+    sink: Drain | None = None,
     retention: Sink | None = None,
     options: Options | None = None,
     state: State | None = None,
@@ -297,8 +328,8 @@ def simulate(
 
     Steps end exactly on each of ``report_times`` (seconds from the state's start), where
     ``on_report`` sees the state; ``progress(stage, fraction)`` follows simulated time (an
-    exception it raises stops the run). ``sink`` (drainage) and ``retention`` (sponge-city
-    stores) take water after each step, each with its own term in the budget.
+    exception it raises stops the run). ``sink`` (the pipes) and ``retention`` (sponge-city
+    stores) exchange water after each step, each with its own terms in the budget.
     """
     options = options or Options()
     boundaries = boundaries or Boundaries()
@@ -332,6 +363,8 @@ def simulate(
     # rounded the same way on every cell, a bias the budget would see.
     rain_now = np.zeros(grid.shape if isinstance(rain, SpatialRain) else (1, 1))
     budget = MassBalance(initial_storage=storage(grid, state.h))
+    piped = sink.stored_m3 if sink is not None else 0.0
+    returned = sink.returned_m3 if sink is not None else 0.0
     area, cells = grid.cell_area, grid.active_cells
     start, end = state.t, state.t + duration_s
     stops = sorted({start + t for t in report_times if 0 < t <= duration_s})
@@ -372,7 +405,7 @@ def simulate(
             grid.dy, max_depth, max_velocity, arrival, t1, options.arrival_depth,
             options.velocity_depth)
         if sink is not None:
-            budget.drainage += sink.remove(state.h, dt)
+            budget.drainage += sink.exchange(state.h, z, dt)[1]
         if retention is not None:
             budget.retention += retention.remove(state.h, dt)
         budget.rain += rained * area
@@ -389,6 +422,9 @@ def simulate(
                      (state.t - start) / duration_s)
     wall = time.perf_counter() - started
     budget.final_storage = storage(grid, state.h)
+    if sink is not None:
+        budget.pipe_storage = sink.stored_m3 - piped
+        budget.surcharge = sink.returned_m3 - returned
     return Result(state, max_depth, max_velocity, arrival, budget, steps, limited_steps, wall,
                   steps * cells)
 
