@@ -58,8 +58,9 @@ def _fail(message: str) -> typer.Exit:
 def grid(
     dem: Annotated[Path, typer.Option(help="DEM GeoTIFF in a metric CRS (nodata cells are "
                                       "walls).")],
-    rain: Annotated[str, typer.Option(help="Uniform rain, e.g. 50mm/h, or a hyetograph CSV "
-                                      "(time_min,intensity_mm_h).")],
+    rain: Annotated[str, typer.Option(help="Uniform rain, e.g. 50mm/h, a hyetograph CSV "
+                                      "(time_min,intensity_mm_h), or a GeoTIFF of mm/h on the "
+                                      "DEM's grid.")],
     out: Annotated[Path, typer.Option(help="Folder for the results.")],
     duration: Annotated[str, typer.Option(help="Simulated time, e.g. 1h or 90min.")] = "1h",
     manning: Annotated[str, typer.Option(help="Manning's n: a number or a GeoTIFF on the DEM's "
@@ -73,6 +74,9 @@ def grid(
     infiltration: Annotated[float, typer.Option(help="Constant infiltration, mm/h.")] = 0.0,
     precision: Annotated[str, typer.Option(help="float64 or float32.")] = "float64",
     theta: Annotated[float, typer.Option(help="de Almeida's θ weighting (0.7-1).")] = 0.8,
+    rain_pattern: Annotated[Path | None, typer.Option(help="GeoTIFF on the DEM's grid of "
+                                                      "factors scaling --rain per cell.")
+                            ] = None,
 ) -> None:
     """Run the 2D flood solver over a DEM: max depth, depth maps, point series, mass balance."""
     from simulation.flood.errors import FloodInputError
@@ -85,8 +89,15 @@ def grid(
         if precision not in ("float64", "float32"):
             raise ValueError(f"precision must be float64 or float32, not {precision!r}")
         intensity = _INTENSITY.match(rain)
-        hyetograph = (Hyetograph.constant(float(intensity.group(1)), duration_s) if intensity
-                      else read_hyetograph_csv(Path(rain)))
+        field = rain_pattern
+        if rain.lower().endswith((".tif", ".tiff")):
+            if rain_pattern is not None:
+                raise ValueError("--rain-pattern scales a uniform --rain, not a raster")
+            hyetograph, field = Hyetograph.constant(1.0, duration_s), Path(rain)
+        elif intensity:
+            hyetograph = Hyetograph.constant(float(intensity.group(1)), duration_s)
+        else:
+            hyetograph = read_hyetograph_csv(Path(rain))
         try:
             rough: float | Path = float(manning)
         except ValueError:
@@ -94,7 +105,7 @@ def grid(
         run = GridRun(
             dem=dem, rain=hyetograph, duration_s=duration_s, manning=rough, out=out,
             boundary=boundary, points=points, map_every_s=parse_duration(every),
-            points_every_s=parse_duration(points_every),
+            points_every_s=parse_duration(points_every), rain_field=field,
             infiltration=Infiltration(infiltration) if infiltration else None,
             options=Options(theta=theta, dtype=precision))  # type: ignore[arg-type]
     except (FloodInputError, ValueError) as exc:
@@ -250,3 +261,194 @@ def compare(
                           f"({road.depth_b_m or 0:.2f} m)")
     if out is not None:
         console.print(f"difference of the maximum depths written to {out}")
+
+
+def _numbers(text: str, what: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"cannot read the {what} {text!r}: use e.g. 2,5,10") from None
+
+
+def _option(text: str) -> tuple[str, dict]:
+    """``none``, ``FILE.json`` (named after the file) or ``NAME=FILE.json``."""
+    import json
+
+    name, _, path = text.rpartition("=") if "=" in text else ("", "", text)
+    if path == "none" and not name:
+        return "none", {}
+    file = Path(path)
+    try:
+        return name or file.stem, json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"cannot read the measures {file}: {exc}") from None
+
+
+@flood_app.command("ensemble")
+def ensemble(
+    ctx: typer.Context,
+    out: Annotated[str, typer.Option(help="New folder (path or fsspec URL) for the members' "
+                                     "results and the summary table.")],
+    return_periods: Annotated[str, typer.Option(help="Return periods, years, e.g. "
+                                                "2,5,10,20,50,100.")] = "50",
+    durations: Annotated[str, typer.Option(help="Storm durations, e.g. 1h,2h.")] = "2h",
+    option: Annotated[list[str] | None, typer.Option(help="A scenario edit, repeatable: none "
+                                                     "(the city as it is), MEASURES.json or "
+                                                     "NAME=MEASURES.json.")] = None,
+    cell: Annotated[str, typer.Option(help="Cell size, 1-10 m.")] = "2m",
+    area: Annotated[str | None, typer.Option(help="W,S,E,N in degrees (default: the DEM's "
+                                             "extent).")] = None,
+    peak: Annotated[float, typer.Option(help="Chicago peak position r (0-1).")] = 0.4,
+    after: Annotated[str | None, typer.Option(help="Simulated time after the rain.")] = None,
+    every: Annotated[str, typer.Option(help="Interval of each member's depth rasters.")
+                     ] = "60min",
+    precision: Annotated[str, typer.Option(help="float64 or float32.")] = "float64",
+    scheduler: Annotated[str | None, typer.Option(help="A Dask scheduler, tcp://HOST:PORT "
+                                                  "(default CIM_BATCH_SCHEDULER, else a "
+                                                  "local cluster).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Local cluster worker processes "
+                                                "(default CIM_BATCH_WORKERS, else one per "
+                                                "core).", min=1)] = None,
+    in_process: Annotated[bool, typer.Option(help="Run the members one after another in "
+                                             "this process, without Dask.")] = False,
+) -> None:
+    """Run every return period × duration × option over an area as Dask tasks and publish
+    the members' rasters and a summary table once all have succeeded."""
+    from pydantic import ValidationError
+
+    from cim.batch import batch_client
+    from cim.cli.db import engine_for
+    from simulation.flood.ensemble import EnsemblePlan, check_output, prepare, run_ensemble
+    from simulation.flood.errors import FloodInputError
+    from simulation.jobs import JobContext
+
+    settings = ctx.obj
+    try:
+        edits = [_option(o) for o in option or ["none"]]
+        if len({name for name, _ in edits}) < len(edits):
+            raise ValueError("two options have the same name: name them, NAME=FILE.json")
+        plan = EnsemblePlan.model_validate(dict(
+            return_periods=_numbers(return_periods, "return periods"),
+            durations_h=[parse_duration(d) / 3600 for d in durations.split(",")],
+            options=dict(edits), cell_m=parse_length(cell),
+            area=parse_area(area) if area else None, peak=peak,
+            after_h=parse_duration(after) / 3600 if after else 0.0,
+            map_every_min=parse_duration(every) / 60, precision=precision))
+        out = check_output(out)
+        engine = engine_for(settings)
+        try:
+            with engine.connect() as conn:
+                prepared = prepare(conn, JobContext(settings.storage.root, settings.city.crs),
+                                   plan)
+        finally:
+            engine.dispose()
+    except ValidationError as exc:
+        raise _fail("; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                              for e in exc.errors())) from None
+    except (FloodInputError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    members = plan.members()
+    console.print(f"ensemble of {len(members)} members: return periods "
+                  f"{plan.return_periods} × durations {plan.durations_h} h × options "
+                  f"{list(plan.options)}")
+    with progress_bar("ensemble") as step:
+        if in_process:
+            rows = run_ensemble(prepared, plan, out, progress=step)
+        else:
+            with batch_client(settings.batch, scheduler, workers) as client:
+                rows = run_ensemble(prepared, plan, out, client, progress=step)
+    for row in rows:
+        console.print(f"  {row['member']}: {row['rain_mm']:.0f} mm, max depth "
+                      f"{row['max_depth_m']:.2f} m, {row['roads_closed']} roads closed, "
+                      f"{row['buildings']} buildings, mass error {row['mass_error']:.1e}")
+    console.print(f"published to {out}: summary.csv, summary.json, members/")
+
+
+@flood_app.command("catchments")
+def catchments(
+    ctx: typer.Context,
+    dem: Annotated[str, typer.Option(help="DEM GeoTIFF in a metric CRS on storage every "
+                                     "worker reads (a path or a GDAL URL).")],
+    rain: Annotated[str, typer.Option(help="Uniform rain, e.g. 50mm/h, or a hyetograph CSV "
+                                      "(time_min,intensity_mm_h).")],
+    out: Annotated[str, typer.Option(help="New folder (path or fsspec URL) for the mosaic "
+                                     "and the table of catchments.")],
+    duration: Annotated[str, typer.Option(help="Simulated time, e.g. 1h.")] = "1h",
+    manning: Annotated[str, typer.Option(help="Manning's n: a number or a GeoTIFF on the "
+                                         "DEM's grid.")] = "0.03",
+    boundary: Annotated[str, typer.Option(help="The DEM's edges: closed or free.")
+                        ] = "closed",
+    infiltration: Annotated[float, typer.Option(help="Constant infiltration, mm/h.")] = 0.0,
+    precision: Annotated[str, typer.Option(help="float64 or float32.")] = "float64",
+    max_crossing: Annotated[float | None, typer.Option(help="Refuse the split when more "
+                                                       "than this share of a catchment's "
+                                                       "rain crosses its edge (default "
+                                                       "CIM_CATCHMENTS_MAX_CROSSING).")
+                            ] = None,
+    buffer: Annotated[int | None, typer.Option(help="Cells simulated around each catchment "
+                                               "(default CIM_CATCHMENTS_BUFFER_CELLS).",
+                                               min=1)] = None,
+    min_depth: Annotated[float | None, typer.Option(help="Pits shallower than this (m) join "
+                                                    "the catchment they spill into.")] = None,
+    min_cells: Annotated[int | None, typer.Option(help="Smaller catchments join a "
+                                                  "neighbour.", min=1)] = None,
+    scheduler: Annotated[str | None, typer.Option(help="A Dask scheduler, tcp://HOST:PORT "
+                                                  "(default CIM_BATCH_SCHEDULER, else a "
+                                                  "local cluster).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Local cluster worker processes.",
+                                                min=1)] = None,
+    in_process: Annotated[bool, typer.Option(help="Run the catchments one after another in "
+                                             "this process, without Dask.")] = False,
+) -> None:
+    """Run a storm over a DEM split by drainage catchment, each catchment (plus a buffer) a
+    Dask task: the volume crossing each cut is measured, the split refused when it is too
+    much, and the maximum depths mosaicked into one COG."""
+    from cim.batch import batch_client
+    from simulation.flood.catchments import plan_split, run_split
+    from simulation.flood.ensemble import check_output
+    from simulation.flood.errors import FloodInputError
+    from simulation.flood.rain import Hyetograph, read_hyetograph_csv
+    from simulation.flood.solver import Infiltration, Options
+
+    settings = ctx.obj
+    defaults = settings.catchments
+    limit = defaults.max_crossing if max_crossing is None else max_crossing
+    try:
+        if not 0 <= limit <= 1:
+            raise ValueError(f"--max-crossing {limit:g} must lie in 0-1")
+        if precision not in ("float64", "float32"):
+            raise ValueError(f"precision must be float64 or float32, not {precision!r}")
+        duration_s = parse_duration(duration)
+        intensity = _INTENSITY.match(rain)
+        hyetograph = (Hyetograph.constant(float(intensity.group(1)), duration_s) if intensity
+                      else read_hyetograph_csv(Path(rain)))
+        try:
+            rough: float | str = float(manning)
+        except ValueError:
+            rough = manning
+        out = check_output(out)
+        split = plan_split(
+            dem, rough, hyetograph, duration_s, boundary,
+            Infiltration(infiltration) if infiltration else None,
+            Options(dtype=precision),  # type: ignore[arg-type]
+            defaults.buffer_cells if buffer is None else buffer,
+            defaults.min_depth_m if min_depth is None else min_depth,
+            defaults.min_cells if min_cells is None else min_cells)
+    except (FloodInputError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"{len(split.jobs)} catchments")
+    try:
+        with progress_bar("catchments") as step:
+            if in_process:
+                crossings = run_split(split, out, limit, progress=step)
+            else:
+                with batch_client(settings.batch, scheduler, workers) as client:
+                    crossings = run_split(split, out, limit, client, progress=step)
+    except FloodInputError as exc:
+        raise _fail(str(exc)) from None
+    for c in crossings:
+        console.print(f"  catchment {c.label}: {c.cells} cells, rain {c.rain_m3:.0f} m³, "
+                      f"crossing out {c.out_m3:.2f} m³ in {c.in_m3:.2f} m³ "
+                      f"({c.fraction:.3%}), max depth {c.max_depth_m:.2f} m")
+    console.print(f"published to {out}: max_depth.tif, catchments.tif, catchments.csv, "
+                  "catchments.json")
