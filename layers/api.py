@@ -10,7 +10,7 @@ definition time.)
 """
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import Engine
 
-from cim.access import Principal
+from cim.access import Principal, Role
 from cim.settings import FeaturesSettings
 from layers.cql2 import compile_filter, evaluation_errors, parse_filter
 from layers.crs import CRS84, Crs, bounds_in_crs84, resolve
@@ -121,6 +121,19 @@ def _link(href: str, rel: str, kind: str, title: str = "") -> dict[str, str]:
     return link
 
 
+def read_engine_for(principal: Callable[..., Principal]) -> Callable[..., Awaitable[Engine]]:
+    """The dependency naming the engine a request reads from: ``app.state.read_engine`` (the
+    replica, when one is configured) for anonymous and viewer requests, the primary for keys
+    that write (editors, analysts, admins), so their reads see their own writes at once."""
+
+    async def read_engine(request: Request,
+                          who: Annotated[Principal, Depends(principal)]) -> Engine:
+        state = request.app.state
+        return state.read_engine if who.anonymous or who.role is Role.viewer else state.engine
+
+    return read_engine
+
+
 def features_router(catalog: list[LayerDefinition], settings: FeaturesSettings,
                     crs_offered: list[Crs], principal: Callable[..., Principal]) -> APIRouter:
     """Routes over the catalog, answering in any of ``crs_offered`` (CRS84 first, the
@@ -134,9 +147,7 @@ def features_router(catalog: list[LayerDefinition], settings: FeaturesSettings,
             examples=crs_uris)] = None) -> Crs:
         return resolve(crs, crs_offered, "crs")
 
-    def engine(request: Request) -> Engine:
-        return request.app.state.engine
-
+    engine = read_engine_for(principal)
     typed: dict[str, Queryables] = {}
 
     def queryables_of(layer: LayerDefinition, db: Engine) -> Queryables:

@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import Engine
 
 from cim.access import Principal
+from layers.api import read_engine_for
 from layers.errors import NotFound
 from layers.model import MAX_ZOOM, LayerDefinition
 from layers.responses import cached
@@ -61,8 +62,7 @@ def tiles_router(catalog: list[LayerDefinition], name: str,
 
     Visible = Annotated[list[LayerDefinition], Depends(visible)]
 
-    async def engine(request: Request) -> Engine:
-        return request.app.state.engine
+    engine = read_engine_for(principal)
 
     async def grid(tileMatrixSetId: str) -> morecantile.TileMatrixSet:  # as in the OGC spec
         if tileMatrixSetId not in SERVED:

@@ -9,6 +9,12 @@ the cache folder, so a restarted server first evicts what changed while it was d
 Each change's relation maps to the catalog layers drawn from it, views resolved to the tables
 under them (``sensors_latest`` reads ``sensors`` and ``observations``). While the listener is
 not connected and caught up, the cache is inactive: it cannot know what to evict.
+
+With a read replica, tiles are rendered from the replica, so the changes are read there
+too: notifications still come from the primary (a standby cannot LISTEN), and after one the
+listener keeps reading until the replica has replayed the primary's WAL as of the notice.
+Evicting on the notice alone would let a tile rendered from a lagging replica be cached
+stale after its eviction.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import logging
 import shutil
 import threading
 from collections import defaultdict
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import psycopg
@@ -79,10 +86,11 @@ class Invalidator:
     """Feeds ``cache`` the database's changes: at start-up, then as they are committed."""
 
     def __init__(self, engine: Engine, catalog: Catalog, cache: TileCache,
-                 folder: Path | None) -> None:
+                 folder: Path | None, read_engine: Engine | None = None) -> None:
         self.cache, self.catalog, self.root = cache, catalog, folder
-        self._conninfo = engine.url.set(drivername="postgresql").render_as_string(
-            hide_password=False)
+        self._conninfo = _conninfo(engine)
+        self._replica = (_conninfo(read_engine)
+                         if read_engine is not None and read_engine is not engine else None)
         self._since: str | None = None
         self._epoch: str | None = None
         self._layers: dict[str, set[str]] = {}
@@ -108,23 +116,39 @@ class Invalidator:
 
     def sync(self) -> int:
         """Apply every change committed so far; returns how many tiles were evicted."""
-        with psycopg.connect(self._conninfo, autocommit=True) as conn:
+        with psycopg.connect(self._replica or self._conninfo, autocommit=True) as conn:
             return self._catch_up(conn)
+
+    def _reader(self, conn: psycopg.Connection) -> AbstractContextManager[psycopg.Connection]:
+        """Where changes are read: the replica's own connection, else the listener's."""
+        if self._replica is None:
+            return nullcontext(conn)
+        return psycopg.connect(self._replica, autocommit=True)
 
     def _listen(self) -> None:
         while not self._stop.is_set():
             try:
-                with psycopg.connect(self._conninfo, autocommit=True) as conn:
+                with psycopg.connect(self._conninfo, autocommit=True) as conn, \
+                        self._reader(conn) as reader:
                     conn.execute(f"LISTEN {CHANNEL}")
-                    self._catch_up(conn)  # whatever was committed before LISTEN took effect
-                    waited = 0.0
+                    self._catch_up(reader)  # whatever was committed before LISTEN took effect
+                    waited, pending = 0.0, None
                     while not self._stop.is_set():
                         notified = any(True for _ in conn.notifies(timeout=WAKE_S,
                                                                    stop_after=1))
                         waited = 0.0 if notified else waited + WAKE_S
-                        if notified or waited >= SAFETY_POLL_S:
-                            self._catch_up(conn)
+                        if notified and self._replica is not None:
+                            pending = conn.execute(
+                                "SELECT pg_current_wal_lsn()::text").fetchone()[0]
+                        if notified or pending is not None or waited >= SAFETY_POLL_S:
+                            # Asked before reading: the read then covers the notice's WAL.
+                            replayed = pending is not None and reader.execute(
+                                "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn",
+                                (pending,)).fetchone()[0]
+                            self._catch_up(reader)
                             waited = 0.0
+                            if replayed:
+                                pending = None
             except psycopg.Error as exc:
                 self.cache.active = False  # changes may be missed until we are back
                 log.warning("tile invalidation lost its connection (%s); retrying", exc)
@@ -188,12 +212,17 @@ class Invalidator:
         temporary.replace(state)
 
 
-def start_tile_cache(engine: Engine, catalog: Catalog,
-                     settings: TilesSettings) -> Invalidator | None:
-    """The cache with its invalidation running (None when the cache is disabled)."""
+def _conninfo(engine: Engine) -> str:
+    return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def start_tile_cache(engine: Engine, catalog: Catalog, settings: TilesSettings,
+                     read_engine: Engine | None = None) -> Invalidator | None:
+    """The cache with its invalidation running (None when the cache is disabled); with a
+    ``read_engine`` (the replica tiles are rendered from), changes are read there."""
     if not settings.enabled:
         return None
     invalidator = Invalidator(engine, catalog, TileCache(settings.memory_bytes),
-                              settings.cache_dir)
+                              settings.cache_dir, read_engine)
     invalidator.start()
     return invalidator

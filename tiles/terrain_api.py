@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import Engine
 
 from cim.access import Principal
+from layers.api import read_engine_for
 from layers.errors import NotFound
 from layers.model import MAX_ZOOM, LayerDefinition
 from layers.responses import cached
@@ -62,8 +63,8 @@ def terrain_router(catalog: list[LayerDefinition], storage_root: Path, name: str
             dems = dems_within(conn, storage_root, tuple(bounds))
         return renderer(dems, tms, z, x, y, storage_root / COPIES) if dems else None
 
-    def describe(request: Request, kind: str) -> dict[str, Any]:
-        with request.app.state.engine.connect() as conn:
+    def describe(request: Request, db: Engine, kind: str) -> dict[str, Any]:
+        with db.connect() as conn:
             dems = dems_within(conn, storage_root)
         base = str(request.base_url).rstrip("/")
         body: dict[str, Any] = {
@@ -81,6 +82,7 @@ def terrain_router(catalog: list[LayerDefinition], storage_root: Path, name: str
     Index = Annotated[int, PathParam(ge=0)]
     Grid = Annotated[morecantile.TileMatrixSet, Depends(grid)]
     Readable = Annotated[None, Depends(readable)]
+    Db = Annotated[Engine, Depends(read_engine_for(principal))]
 
     def add_routes(kind: str, renderer: Renderer, title: str) -> None:
         @router.get(f"/{kind}/{{tileMatrixSetId}}/{{z}}/{{x}}/{{y}}.png", summary=title,
@@ -88,19 +90,19 @@ def terrain_router(catalog: list[LayerDefinition], storage_root: Path, name: str
                                                         204: {"description": "No DEM here"}},
                     operation_id=f"{kind}_tile")
         async def tile(request: Request, _grid: Grid, z: Zoom, x: Index, y: Index,
-                       _: Readable) -> Response:
+                       _: Readable, db: Db) -> Response:
             matrix = tms.matrix(z)
             if not (x < matrix.matrixWidth and y < matrix.matrixHeight):
                 raise NotFound(f"tile {z}/{x}/{y} lies outside the {GRID} matrix")
-            data = await run_in_threadpool(render, request.app.state.engine, renderer, z, x, y)
+            data = await run_in_threadpool(render, db, renderer, z, x, y)
             if data is None:
                 return Response(status_code=204)
             return cached(request, data, PNG)
 
         @router.get(f"/{kind}/{{tileMatrixSetId}}/tilejson.json",
                     summary=f"TileJSON 3.0 of the {kind} tiles", operation_id=f"{kind}_tilejson")
-        async def tilejson(request: Request, _grid: Grid, _: Readable) -> JSONResponse:
-            return JSONResponse(await run_in_threadpool(describe, request, kind))
+        async def tilejson(request: Request, _grid: Grid, _: Readable, db: Db) -> JSONResponse:
+            return JSONResponse(await run_in_threadpool(describe, request, db, kind))
 
     for kind, (renderer, title) in KINDS.items():
         add_routes(kind, renderer, title)

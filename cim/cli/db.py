@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -9,6 +10,7 @@ from rich.table import Table
 from sqlalchemy import Engine, text
 
 from cim.cli.progress import console
+from cim.db.cluster import Cluster
 from cim.db.engine import (
     cluster_for,
     database_url,
@@ -133,6 +135,36 @@ def reset(
         finally:
             engine.dispose()
     console.print(f"empty city at schema revision {migrate(settings)}")
+
+
+@db_app.command()
+def replica(
+    ctx: typer.Context,
+    data_dir: Annotated[Path, typer.Argument(help="Folder of the replica's cluster.")],
+    port: Annotated[int, typer.Option(help="Its port; 0 picks a free one.")] = 0,
+    stop_it: Annotated[bool, typer.Option("--stop", help="Stop the replica instead.")] = False,
+) -> None:
+    """Make (the first time) and start a streaming replica of the embedded cluster in
+    DATA_DIR, and print the CIM_DATABASE_REPLICA_URL that sends the API's reads to it."""
+    settings: Settings = ctx.obj
+    if settings.database.url is not None:
+        console.print("CIM_DATABASE_URL is set: replicate the external database with its "
+                      "own tools (pg_basebackup -R) and set CIM_DATABASE_REPLICA_URL")
+        raise typer.Exit(1)
+    copy = Cluster(data_dir.expanduser().resolve(), settings.database.pg_bin, port)
+    if stop_it:
+        copy.stop()
+        console.print("replica stopped")
+        return
+    if not copy.initialised:
+        with console.status("copying the primary (pg_basebackup)"):
+            copy = cluster_for(settings.database).make_replica(copy.data_dir, port)
+    elif not copy.is_replica:
+        console.print(f"{copy.data_dir} holds a cluster that is not a replica")
+        raise typer.Exit(2)
+    state = copy.start()
+    console.print(f"replica streaming on port {state.port}; to read from it set")
+    typer.echo(f"CIM_DATABASE_REPLICA_URL={state.url}/{settings.database.name}")
 
 
 @db_app.command()

@@ -34,6 +34,11 @@ SERVER_SETTINGS = {
     "max_wal_size": "'4GB'",
     "checkpoint_timeout": "'15min'",
     "max_connections": "100",
+    # What a streaming replica (Cluster.make_replica) needs; initdb's pg_hba.conf already
+    # lets loopback connect for replication.
+    "wal_level": "replica",
+    "max_wal_senders": "10",
+    "hot_standby": "on",
 }
 
 
@@ -168,9 +173,7 @@ class Cluster:
                              version)
 
     # -- lifecycle -------------------------------------------------------------------------
-    def init(self) -> None:
-        """Create the data directory and the cluster (loopback, trust auth)."""
-        check_postgis_installed(self.pg_bin)
+    def _prepare_empty_dir(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if any(self.data_dir.iterdir()):
             raise ClusterError(f"{self.data_dir} exists and is not an empty cluster directory")
@@ -181,6 +184,11 @@ class Cluster:
                 "to run as root, so choose a data directory (CIM_DATABASE_DATA_DIR) whose parent "
                 "folders it may enter"
             )
+
+    def init(self) -> None:
+        """Create the data directory and the cluster (loopback, trust auth)."""
+        check_postgis_installed(self.pg_bin)
+        self._prepare_empty_dir()
         self._run(
             "initdb", "-D", str(self.data_dir), "-U", SERVER_USER, "-E", "UTF8",
             "--locale=C", "--auth-local=trust", "--auth-host=trust",
@@ -216,6 +224,29 @@ class Cluster:
                   "-l", str(self.log_file))
         log.info("cluster started on 127.0.0.1:%d", port)
         return self.status()
+
+    def make_replica(self, data_dir: Path, port: int = 0) -> Cluster:
+        """A streaming replica of this running cluster in ``data_dir``, not yet started.
+
+        ``pg_basebackup -R`` copies the cluster over loopback and writes the standby signal
+        and ``primary_conninfo``; the copy then gets its own port and socket folder."""
+        state = self.status()
+        if not state.running or state.port is None:
+            raise ClusterError(f"the cluster in {self.data_dir} must run to be replicated")
+        replica = Cluster(data_dir, self.pg_bin, port)
+        replica._prepare_empty_dir()
+        data_dir.chmod(0o700)  # the server refuses a data directory others may read
+        replica._run("pg_basebackup", "-D", str(data_dir), "-h", "127.0.0.1",
+                     "-p", str(state.port), "-U", SERVER_USER, "-X", "stream", "-R",
+                     "--checkpoint=fast")
+        (data_dir / self.log_file.name).unlink(missing_ok=True)  # the primary's log, copied
+        replica._write_conf(port or free_port())
+        log.info("made a streaming replica of %s in %s", self.data_dir, data_dir)
+        return replica
+
+    @property
+    def is_replica(self) -> bool:
+        return (self.data_dir / "standby.signal").is_file()
 
     def stop(self) -> None:
         if self.status().running:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.engine import Connection
@@ -17,25 +18,31 @@ from cim.settings import DatabaseSettings
 log = logging.getLogger(__name__)
 
 MIN_POSTGIS = (3, 0)
+READER_NAME = "cim-replica-reads"
 
 
 def cluster_for(settings: DatabaseSettings) -> Cluster:
     return Cluster(settings.data_dir, settings.pg_bin, settings.port)
 
 
+def _driver_url(value: str, variable: str) -> str:
+    """A configured URL with psycopg as its driver; raises naming the setting when malformed."""
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        raise DatabaseError(
+            f"{variable} is not a database URL "
+            "(expected postgresql://user:password@host:port/database)"
+        ) from None
+    if url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg")
+    return url.render_as_string(hide_password=False)
+
+
 def database_url(settings: DatabaseSettings) -> str:
     """The URL to connect to: ``CIM_DATABASE_URL`` if set, else the running embedded cluster."""
     if settings.url is not None:
-        try:
-            url = make_url(settings.url.get_secret_value())
-        except ArgumentError:
-            raise DatabaseError(
-                "CIM_DATABASE_URL is not a database URL "
-                "(expected postgresql://user:password@host:port/database)"
-            ) from None
-        if url.drivername in ("postgresql", "postgres"):
-            url = url.set(drivername="postgresql+psycopg")
-        return url.render_as_string(hide_password=False)
+        return _driver_url(settings.url.get_secret_value(), "CIM_DATABASE_URL")
     status = cluster_for(settings).status()
     if status.url is None:
         raise DatabaseNotRunningError(
@@ -50,8 +57,8 @@ def redacted(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def make_engine(settings: DatabaseSettings, **kwargs) -> Engine:
-    url = database_url(settings)
+def _engine(url: str, settings: DatabaseSettings, connect_args: dict[str, str],
+            **kwargs) -> Engine:
     options = "-c max_parallel_workers_per_gather=0 -c jit=off"
     if settings.statement_timeout_ms:
         options += f" -c statement_timeout={settings.statement_timeout_ms}"
@@ -59,7 +66,55 @@ def make_engine(settings: DatabaseSettings, **kwargs) -> Engine:
     # No overflow: connections opened past the pool are closed on return, and a server
     # under load would then pay for a fresh session on most requests.
     pool = {"pool_size": settings.pool_size, "max_overflow": 0}
-    return create_engine(url, connect_args={"options": options}, **{**pool, **kwargs})
+    return create_engine(url, connect_args={"options": options, **connect_args},
+                         **{**pool, **kwargs})
+
+
+def make_engine(settings: DatabaseSettings, **kwargs) -> Engine:
+    return _engine(database_url(settings), settings, {}, **kwargs)
+
+
+def make_read_engine(settings: DatabaseSettings, **kwargs) -> Engine | None:
+    """An engine on the streaming replica (``CIM_DATABASE_REPLICA_URL``); None without one.
+
+    Its sessions are named, so the replica's ``pg_stat_activity`` shows the API's readers."""
+    if settings.replica_url is None:
+        return None
+    url = _driver_url(settings.replica_url.get_secret_value(), "CIM_DATABASE_REPLICA_URL")
+    return _engine(url, settings, {"application_name": READER_NAME}, **kwargs)
+
+
+@dataclass(frozen=True)
+class ReplicaLag:
+    """How far the replica's replay is behind the primary."""
+
+    seconds: float | None
+    """Since the last replayed commit when WAL is pending, 0 when caught up; None: unknown."""
+    bytes: int
+
+
+def replica_lag(primary: Connection, replica: Connection) -> ReplicaLag:
+    """The replica's replay lag behind the primary's current WAL position.
+
+    The primary's position is read first, so a replica that has replayed it is caught up
+    even when the primary is idle or the stream is down. Otherwise the lag is the age of the
+    last replayed commit: after a long quiet spell it overstates a fresh write's delay until
+    that write is replayed (milliseconds when streaming)."""
+    if primary.scalar(text("SELECT pg_is_in_recovery()")):
+        raise DatabaseError("CIM_DATABASE_URL names a server in recovery: writes need the "
+                            "primary")
+    position = primary.scalar(text("SELECT pg_current_wal_lsn()::text"))
+    row = replica.execute(text(
+        "SELECT pg_is_in_recovery(), "
+        "greatest(pg_wal_lsn_diff(CAST(:p AS pg_lsn), pg_last_wal_replay_lsn()), 0)::bigint, "
+        "extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8"
+    ), {"p": position}).one()
+    in_recovery, behind, age = row
+    if not in_recovery:  # the "replica" is a primary (or a proxy to one): nothing to replay
+        return ReplicaLag(0.0, 0)
+    if behind == 0:
+        return ReplicaLag(0.0, 0)
+    return ReplicaLag(None if age is None else max(age, 0.0), int(behind))
 
 
 def ensure_database(settings: DatabaseSettings) -> None:
