@@ -15,6 +15,7 @@ jobs another process is running.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -42,6 +43,8 @@ INTERRUPTED = "interrupted: the process running it stopped; rerun it"
 _COLUMNS = ("id, kind, name, inputs, status, progress, log, outputs, created_by, created_at, "
             "started_at, finished_at, error")
 SCENARIOS_DIR = "scenarios"
+LOW_SPACE_BYTES = 64 * 2**20
+"""Below this free on the results' disk, a run that failed writing is said to be out of space."""
 
 
 class Reporter(Protocol):
@@ -61,10 +64,23 @@ class JobContext:
 
 
 @dataclass(frozen=True)
+class Comparer:
+    """How two succeeded scenarios of one kind compare (``GET /scenarios/{a}/compare/{b}``):
+    ``run`` answers a ``model``; ``files`` (name: writer) make the comparison's files on
+    request, into the path given, so nothing stored can go stale."""
+
+    run: Callable[[Connection, JobContext, int, int], BaseModel]
+    model: type[BaseModel]
+    files: Mapping[str, Callable[[Connection, JobContext, int, int, Path], None]] = field(
+        default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ScenarioKind:
     """One kind of scenario: ``check`` refuses inputs before a job is queued (raising
     ScenarioInputError); ``run`` computes on the job's connection and ends with
-    :func:`succeed`; ``result_layers`` are the catalog layers (id: title) it fills."""
+    :func:`succeed`; ``result_layers`` are the catalog layers (id: title) it fills;
+    ``compare`` compares two of its runs."""
 
     name: str
     inputs: type[BaseModel]
@@ -72,6 +88,7 @@ class ScenarioKind:
     run: Callable[[Connection, JobContext, int, Any, Reporter], None]
     result_layers: Mapping[str, str]
     summary: str
+    compare: Comparer | None = None
 
 
 def scenario_folder(ctx: JobContext, scenario_id: int) -> Path:
@@ -149,6 +166,24 @@ def get(conn: Connection, scenario_id: int) -> ScenarioRecord:
     if row is None:
         raise ScenarioNotFound(f"no scenario {scenario_id}")
     return ScenarioRecord(**row._mapping)
+
+
+def comparer(conn: Connection, kinds: Mapping[str, ScenarioKind], a: int, b: int
+             ) -> Comparer:
+    """The comparison of scenarios ``a`` and ``b``: both succeeded, of one kind that compares
+    (ScenarioNotFound, or ScenarioConflict saying why not)."""
+    first, second = get(conn, a), get(conn, b)
+    if first.kind != second.kind:
+        raise ScenarioConflict(f"scenario {a} is a {first.kind} scenario and {b} a "
+                               f"{second.kind} one: only scenarios of one kind compare")
+    for record in (first, second):
+        if record.status != "succeeded":
+            raise ScenarioConflict(f"scenario {record.id} is {record.status}: only succeeded "
+                                   "scenarios compare")
+    kind = kinds.get(first.kind)
+    if kind is None or kind.compare is None:
+        raise ScenarioConflict(f"{first.kind} scenarios do not compare")
+    return kind.compare
 
 
 def recent(conn: Connection, kind: str | None = None, limit: int = 50) -> list[ScenarioRecord]:
@@ -321,13 +356,35 @@ def execute(conn: Connection, ctx: JobContext, kind: ScenarioKind, scenario_id: 
     except Exception as exc:
         conn.rollback()
         log.exception("scenario %s failed", scenario_id)
-        _fail(conn, scenario_id, f"{type(exc).__name__}: {exc}")
+        _fail(conn, scenario_id, _out_of_space(ctx, exc) or f"{type(exc).__name__}: {exc}")
     except BaseException:  # Ctrl-C on a foreground run
         conn.rollback()
         _fail(conn, scenario_id, INTERRUPTED)
         raise
     finally:
         _unlock(conn, scenario_id)
+
+
+def _out_of_space(ctx: JobContext, exc: Exception) -> str | None:
+    """The message for a run that failed because the results' disk is full, else None.
+
+    GDAL reports a full disk as a bare "IO error" without errno, so besides ENOSPC anywhere
+    in the exception's chain, a disk left with less than LOW_SPACE_BYTES counts too (the
+    run's staging folder is already removed by then, so this is the space before the run)."""
+    chain: BaseException | None = exc
+    enospc = False
+    while chain is not None and not enospc:
+        enospc = isinstance(chain, OSError) and chain.errno == errno.ENOSPC
+        chain = chain.__cause__ or chain.__context__
+    try:
+        free = shutil.disk_usage(ctx.storage_root / SCENARIOS_DIR).free
+    except OSError:
+        return None
+    if not enospc and free >= LOW_SPACE_BYTES:
+        return None
+    return (f"no space left on the disk of the scenario results ({free:,} bytes free); "
+            "nothing was published: free some space (or lower CIM_SCENARIOS_MAX_BYTES) "
+            "and rerun it")
 
 
 def _fail(conn: Connection, scenario_id: int, error: str) -> None:

@@ -72,7 +72,7 @@ def test_hyman_calibration_reaches_the_target_mean_trip_time():
     fitted = distribute(ends, cost, mean_trip_min=6.0)
     trips = fitted.demand.trips
     assert np.sum(trips * cost) / trips.sum() == pytest.approx(6.0, rel=0.005)
-    assert fitted.beta > 0 and fitted.iterations <= 10
+    assert fitted.beta > 0 and fitted.iterations <= 10 and fitted.note is None
     assert trips.sum(axis=1) == pytest.approx(ends.produced, rel=1e-4)
     # A shorter target needs a stronger deterrence.
     assert distribute(ends, cost, mean_trip_min=4.0).beta > fitted.beta
@@ -80,6 +80,25 @@ def test_hyman_calibration_reaches_the_target_mean_trip_time():
         distribute(ends, cost, mean_trip_min=60.0)
     with pytest.raises(TrafficInputError, match="produce no trips"):
         distribute(TripEnds(np.zeros(12), np.zeros(12), {}), cost)
+
+
+def test_scenes_too_small_to_calibrate_fall_back_to_no_deterrence(caplog):
+    # One zone: every trip stays in it and takes no time.
+    with caplog.at_level("WARNING", logger="simulation.traffic.demand"):
+        alone = distribute(TripEnds(np.array([10.0]), np.array([10.0]), {}), np.zeros((1, 1)))
+    assert alone.beta == 0.0 and alone.note is not None and "no trip time" in alone.note
+    assert alone.demand.trips.tolist() == [[10.0]]
+    assert "β not calibrated, 0 (no deterrence)" in caplog.text
+    # One zone produces, the other attracts: every trip goes from a to b whatever β.
+    cost = np.array([[1.0, 5.0], [5.0, 1.0]])
+    fixed = distribute(TripEnds(np.array([10.0, 0.0]), np.array([0.0, 10.0]), {}), cost)
+    assert fixed.beta == 0.0 and "fix the mean trip time at 5 min" in fixed.note
+    assert fixed.demand.trips == pytest.approx(np.array([[0.0, 10.0], [0.0, 0.0]]))
+    assert fixed.mean_trip_min == pytest.approx(5.0)
+    # An explicit target stays an error: the user asked for something the scene cannot give.
+    with pytest.raises(TrafficInputError, match="more than this network allows"):
+        distribute(TripEnds(np.array([10.0]), np.array([10.0]), {}), np.zeros((1, 1)),
+                   mean_trip_min=5.0)
 
 
 def test_od_matrix_from_rows_and_csv(tmp_path: Path):

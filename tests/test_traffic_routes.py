@@ -11,7 +11,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+from cim.access import Role, create_key
 from cim.app import create_app
+from layers.model import Classification
 from tests.test_traffic_scenarios import (
     CIM,
     EAST,
@@ -105,6 +107,41 @@ def test_bad_requests(app, scenarios, path, status, message):
     assert message in response.json()["description"]
 
 
+def add_hotspot(engine, flood_id: int) -> None:
+    """One hotspot around the east end of the middle road."""
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO cim.flood_hotspots (scenario_id, rank, max_depth_m, area_m2, volume_m3, "
+            "buildings, people, geom) SELECT :sid, 1, 0.5, 1600, 400, 0, 0, ST_Multi("
+            "ST_Transform(ST_MakeEnvelope(:x - 20, :y - 20, :x + 20, :y + 20, 4547), 4326))"),
+            {"sid": flood_id, "x": X + 600, "y": Y + 300})
+
+
+def test_routes_to_hotspots_respect_the_readers_clearance(app, scenarios, engine):
+    add_hotspot(engine, scenarios["flood"])
+    with engine.begin() as conn:
+        internal = {"X-API-Key": create_key(conn, "duty", Role.viewer, Classification.internal)}
+        public = {"X-API-Key": create_key(conn, "public", Role.viewer, Classification.public)}
+    depot, north = lonlat(-30, 300), lonlat(0, 590)
+    path = query(depot, north, scenario=scenarios["wet"]) + f"&to=hotspots:{scenarios['flood']}"
+    for headers in ({}, public):  # the hotspots layer is internal: as if it did not exist
+        hidden = app.get(path, headers=headers)
+        assert hidden.status_code == 404 and "hotspots" in hidden.json()["description"]
+    found = app.get(path, headers=internal)
+    assert found.status_code == 200, found.text
+    north_route, hotspot = (f["properties"] for f in found.json()["features"])
+    assert north_route["reachable"] and hotspot["reachable"]
+    assert hotspot["roads"] == ["t:w", "t:n", "t:e"]  # around the closed middle road
+    assert hotspot["length_m"] == pytest.approx(1200.0, abs=0.1)
+    for to, status, message in (("hotspots:abc", 400, "hotspots:FLOOD_SCENARIO_ID"),
+                                (f"hotspots:{scenarios['dry']}", 400, "from a flood scenario"),
+                                ("hotspots:999", 404, "no scenario 999")):
+        refused = app.get(query(depot, north, scenario=scenarios["wet"]) + f"&to={to}",
+                          headers=internal)
+        assert refused.status_code == status, refused.text
+        assert message in refused.json()["description"]
+
+
 def test_cli_routes(scenarios, engine, settings, tmp_path):
     env = {**os.environ, "COLUMNS": "200",
            "CIM_DATABASE_URL": engine.url.render_as_string(hide_password=False)}
@@ -118,13 +155,7 @@ def test_cli_routes(scenarios, engine, settings, tmp_path):
     assert "1200 m over 3 roads" in result.stderr
     assert json.loads(out.read_text())["features"][0]["properties"]["roads"] == [
         "t:w", "t:n", "t:e"]
-    # To the hotspots of the flood scenario: one, around the east end of the middle road.
-    with engine.begin() as conn:
-        conn.execute(text(
-            "INSERT INTO cim.flood_hotspots (scenario_id, rank, max_depth_m, area_m2, volume_m3, "
-            "buildings, people, geom) SELECT :sid, 1, 0.5, 1600, 400, 0, 0, ST_Multi("
-            "ST_Transform(ST_MakeEnvelope(:x - 20, :y - 20, :x + 20, :y + 20, 4547), 4326))"),
-            {"sid": scenarios["flood"], "x": X + 600, "y": Y + 300})
+    add_hotspot(engine, scenarios["flood"])
     spots = subprocess.run(
         [CIM, "traffic", "routes", "--scenario", str(scenarios["wet"]),
          "--from", f"{depot[0]},{depot[1]}", "--hotspots", str(scenarios["flood"])],

@@ -1,6 +1,7 @@
 """``cim traffic``: equilibrium assignment. ``assign`` runs standard TNTP files with no
 database; ``network`` builds the car network from the city model's roads; ``run`` runs a
-traffic scenario on the city model; ``routes`` finds emergency routes on one."""
+traffic scenario on the city model; ``routes`` finds emergency routes on one; ``compare``
+sets two scenarios side by side."""
 
 from __future__ import annotations
 
@@ -25,6 +26,11 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(BAD_INPUT)
 
 
+def _say(line: str) -> None:
+    """A line with data in it (road ids such as ``t:m:`` read as emoji codes to rich)."""
+    console.print(line, emoji=False, markup=False)
+
+
 def _one(argument: Path | None, option: Path | None, what: str) -> Path:
     if argument is not None and option is not None and argument != option:
         raise _fail(f"two {what} files given: {argument} and {option}")
@@ -39,9 +45,16 @@ def assign_command(
     net_file: Annotated[Path | None, typer.Argument(
         metavar="[NET]", help="TNTP network (*_net.tntp); or --net.")] = None,
     trips_file: Annotated[Path | None, typer.Argument(
-        metavar="[TRIPS]", help="TNTP trips (*_trips.tntp); or --trips.")] = None,
+        metavar="[TRIPS]", help="TNTP trips (*_trips.tntp) or an OMX matrix (*.omx); or "
+        "--trips.")] = None,
     net: Annotated[Path | None, typer.Option(help="TNTP network file.")] = None,
-    trips: Annotated[Path | None, typer.Option(help="TNTP trips file.")] = None,
+    trips: Annotated[Path | None, typer.Option(
+        help="TNTP trips file, or OMX (.omx): a lookup of zone numbers 1..N, or none for "
+        "zones in order.")] = None,
+    omx_matrix: Annotated[str | None, typer.Option(
+        help="The OMX file's matrix to assign, where it holds several.")] = None,
+    omx_lookup: Annotated[str | None, typer.Option(
+        help="The OMX file's zone lookup to use, where it holds several.")] = None,
     gap: Annotated[float, typer.Option(help="Relative gap to reach, (TSTT - SPTT) / TSTT.")
                    ] = 1e-5,
     out: Annotated[Path | None, typer.Option(
@@ -62,7 +75,7 @@ def assign_command(
 
     Exits 2 on bad input and 1 if the gap was not reached within --max-iter.
     """
-    from simulation.traffic import tntp
+    from simulation.traffic import omx, tntp
     from simulation.traffic.assignment import assign
     from simulation.traffic.errors import TrafficInputError
 
@@ -76,7 +89,12 @@ def assign_command(
             network = tntp.read_net(net_path, length_km=length_km, length_cost=length_cost,
                                     toll_cost=toll_cost)
             step("read trips", 0.05)
-            demand = tntp.read_trips(trips_path, network.num_zones)
+            if trips_path.suffix.lower() == ".omx":
+                demand = omx.demand(omx.read_omx(trips_path, omx_matrix, omx_lookup),
+                                    [str(z) for z in range(1, network.num_zones + 1)],
+                                    positional=True)
+            else:
+                demand = tntp.read_trips(trips_path, network.num_zones)
             result = assign(network, demand, gap=gap, max_iter=max_iter, threads=threads,
                             progress=step)
             step(f"{result.iterations} iterations, gap {result.relative_gap:.2e}", 1.0)
@@ -201,8 +219,13 @@ def run_command(
     scale: Annotated[float, typer.Option(help="The scenario's demand as a multiple of the "
                                          "base.")] = 1.0,
     od: Annotated[Path | None, typer.Option(
-        help="Import the OD matrix: CSV origin,destination,trips (zone ids, trips in the "
-        "hour); default: demand from the buildings.")] = None,
+        "--demand", "--od",
+        help="Import the OD matrix of the hour: CSV origin,destination,trips (zone ids), or "
+        "OMX (.omx) with a lookup of zone ids; default: demand from the buildings.")] = None,
+    omx_matrix: Annotated[str | None, typer.Option(
+        help="The OMX file's matrix, where it holds several.")] = None,
+    omx_lookup: Annotated[str | None, typer.Option(
+        help="The OMX file's zone lookup, where it holds several.")] = None,
     peak_hour_factor: Annotated[float, typer.Option(
         help="Share of the day's trips in the analysed hour.")] = 0.1,
     mean_trip_min: Annotated[float | None, typer.Option(
@@ -220,7 +243,9 @@ def run_command(
 
     from cim.cli.flood import parse_area
     from cim.cli.scenarios import run_in_foreground
+    from simulation.traffic import omx
     from simulation.traffic.demand import read_od_csv
+    from simulation.traffic.errors import TrafficInputError
     from simulation.traffic.scenario import KIND, TrafficInputs
 
     settings = ctx.obj
@@ -235,11 +260,20 @@ def run_command(
               "coordinates": [tuple(c[:2]) for c in geometry["coordinates"]]}
              for geometry, props in _geometries(add, ("LineString",))] if add else []
     try:
+        if od is None:
+            rows = None
+        elif od.suffix.lower() == ".omx":
+            rows = omx.od_rows(omx.read_omx(od, omx_matrix, omx_lookup))
+        else:
+            rows = read_od_csv(od)
+    except TrafficInputError as exc:
+        raise _fail(str(exc)) from None
+    try:
         inputs = TrafficInputs(
             name=name, close_roads=close or [], close_areas=areas,
             flood_scenario_id=flood_scenario, change_roads=[_change(c) for c in change or []],
             add_roads=roads, demand_scale=scale,
-            od=read_od_csv(od) if od is not None else None, peak_hour_factor=peak_hour_factor,
+            od=rows, peak_hour_factor=peak_hour_factor,
             mean_trip_min=mean_trip_min, area=bbox, grid_m=grid, admin_level=admin_level,
             gap=gap)
     except ValidationError as exc:
@@ -270,8 +304,6 @@ def routes_command(
     out: Annotated[Path | None, typer.Option(help="Write the routes as GeoJSON.")] = None,
 ) -> None:
     """Fastest routes from a depot on a traffic scenario's network (closed roads left out)."""
-    from sqlalchemy import text
-
     from cim.cli.db import engine_for
     from simulation.errors import ScenarioConflict
     from simulation.traffic import routing
@@ -284,10 +316,7 @@ def routes_command(
         with engine.connect() as conn:
             network = routing.load(conn, scenario, settings.city.crs)
             if hotspots is not None:
-                ends += [(lon, lat) for lon, lat in conn.execute(text(
-                    "SELECT ST_X(p), ST_Y(p) FROM cim.flood_hotspots, "
-                    "LATERAL ST_PointOnSurface(geom) AS p WHERE scenario_id = :id "
-                    "ORDER BY rank"), {"id": hotspots})]
+                ends += routing.hotspot_points(conn, hotspots)
         found, snap = routing.fastest_routes(network, start, ends)
     except ScenarioConflict as exc:
         raise _fail(str(exc)) from None
@@ -303,3 +332,59 @@ def routes_command(
     if out is not None:
         out.write_text(json.dumps(routing.as_geojson(scenario, start, snap, found)))
         console.print(f"routes written to {out}")
+
+
+@traffic_app.command("compare")
+def compare_command(
+    ctx: typer.Context,
+    a: Annotated[int, typer.Argument(help="The first traffic scenario's id.")],
+    b: Annotated[int, typer.Argument(help="The second traffic scenario's id.")],
+    out: Annotated[Path | None, typer.Option(
+        help="Write every link with its volume, v/c, speed and delay in A and B and the "
+        "change (B - A) as GeoJSON.")] = None,
+) -> None:
+    """Compare two traffic scenarios: totals side by side, roads closed in one only, the
+    links whose volume changed most."""
+    from cim.cli.db import engine_for
+    from simulation.errors import ScenarioConflict
+    from simulation.jobs import JobContext
+    from simulation.traffic.compare import compare, write_links
+
+    settings = ctx.obj
+    jobs_ctx = JobContext(settings.storage.root, settings.city.crs)
+    engine = engine_for(settings)
+    try:
+        with engine.connect() as conn, progress_bar("compare") as step:
+            step("totals and closures", 0.1)
+            result = compare(conn, jobs_ctx, a, b)
+            if out is not None:
+                step("links", 0.5)
+                write_links(conn, jobs_ctx, a, b, out)
+            step("done", 1.0)
+    except ScenarioConflict as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        engine.dispose()
+    _say(f"{'':16}{'scenario ' + str(a):>16}{'scenario ' + str(b):>16}{'change':>14}")
+    for name in ("vehicle_hours", "vehicle_km", "unserved_trips", "trips"):
+        figures = [getattr(t, name) for t in (result.totals_a, result.totals_b,
+                                              result.totals_change)]
+        _say(f"{name.replace('_', ' '):16}{figures[0]:16.6g}{figures[1]:16.6g}"
+                      f"{figures[2]:+14.6g}")
+    _say(f"{result.links_compared} links in both, {result.links_in_a_only} in {a} "
+                  f"only, {result.links_in_b_only} in {b} only")
+    for label, roads in ((f"closed in {a} only", result.closed_in_a_only),
+                         (f"closed in {b} only", result.closed_in_b_only)):
+        _say(f"{len(roads)} roads {label}" + (":" if roads else ""))
+        for road in roads:
+            _say(f"  {road.road_id}: {road.links} links, {road.volume_in_other:.6g} "
+                          "veh/h in the other")
+    if result.largest_changes:
+        _say("largest volume changes (veh/h):")
+    for link in result.largest_changes:
+        _say(f"  {link.road_id} (link {link.link_a if link.link_a is not None else '-'}"
+                      f"/{link.link_b if link.link_b is not None else '-'}): "
+                      f"{link.volume_a or 0:.6g} → {link.volume_b or 0:.6g} "
+                      f"({link.volume_change:+.6g})")
+    if out is not None:
+        _say(f"links written to {out}")

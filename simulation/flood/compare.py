@@ -1,32 +1,25 @@
 """Two flood scenarios side by side: the difference of their maximum depths (B − A, a COG) and
 the roads that flood (deeper than 0.15 m: with care or closed) in one of them only.
 
-``GET /scenarios/{a}/compare/{b}`` answers the figures and the roads, and links
+``GET /scenarios/{a}/compare/{b}`` (:mod:`simulation.api`, through ``COMPARER``, the flood
+kind's compare hook) answers the figures and the roads, and links
 ``.../max_depth_difference.tif``, made on request (nothing is stored: a comparison can never
 go stale when a scenario is deleted or rerun); ``cim flood compare A B`` prints the same and
 writes the raster. B's raster is resampled onto A's grid when their areas or cells differ.
-
-(No postponed annotations here: FastAPI resolves the route closures' dependencies at
-definition time.)
 """
 
-import shutil
-import tempfile
-from collections.abc import Callable
+from __future__ import annotations
+
 from pathlib import Path
-from typing import Annotated
+from typing import Literal
 
 import numpy as np
 import rasterio
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import FileResponse
 from pydantic import BaseModel
 from rasterio.enums import Resampling
 from rasterio.warp import reproject
 from sqlalchemy import Connection, text
-from starlette.background import BackgroundTask
 
-from cim.access import Principal
 from simulation import jobs
 from simulation.errors import ScenarioConflict
 from simulation.flood.grid_run import Raster, write_cog
@@ -46,7 +39,8 @@ class RoadChange(BaseModel):
     class_b: str | None
 
 
-class Comparison(BaseModel):
+class FloodComparison(BaseModel):
+    kind: Literal["flood"] = "flood"
     a: int
     b: int
     max_depth_a_m: float
@@ -110,7 +104,7 @@ def _roads(conn: Connection, a: int, b: int) -> tuple[list[RoadChange], list[Roa
 
 
 def compare(conn: Connection, ctx: JobContext, a: int, b: int,
-            raster_out: Path | None = None) -> Comparison:
+            raster_out: Path | None = None) -> FloodComparison:
     """Compare two succeeded flood scenarios; writes the difference COG to ``raster_out``."""
     record_a, path_a = _published(conn, ctx, a)
     record_b, path_b = _published(conn, ctx, b)
@@ -120,7 +114,7 @@ def compare(conn: Connection, ctx: JobContext, a: int, b: int,
         write_cog(raster_out, change, Raster(np.empty(0), profile), valid, signed=True)
     only_a, only_b = _roads(conn, a, b)
     # Centimetre changes are the round-off of two runs, not a difference worth a cell.
-    return Comparison(
+    return FloodComparison(
         a=a, b=b, max_depth_a_m=record_a.outputs.get("max_depth_m", 0.0),
         max_depth_b_m=record_b.outputs.get("max_depth_m", 0.0),
         flooded_volume_a_m3=record_a.outputs.get("flooded_volume_m3"),
@@ -132,34 +126,10 @@ def compare(conn: Connection, ctx: JobContext, a: int, b: int,
         roads_flooded_in_a_only=only_a, roads_flooded_in_b_only=only_b)
 
 
-def compare_router(ctx: JobContext, principal: Callable[..., Principal]) -> APIRouter:
-    router = APIRouter(prefix="/scenarios", tags=["Scenarios"])
+def write_difference(conn: Connection, ctx: JobContext, a: int, b: int, out: Path) -> None:
+    """The difference of the maximum depths (B − A) as a COG at ``out``."""
+    compare(conn, ctx, a, b, out)
 
-    @router.get("/{a}/compare/{b}", response_model=Comparison,
-                summary="Compare two flood scenarios: depth changes and roads flooded in one "
-                "only")
-    def comparison(request: Request, a: int, b: int,
-                   _: Annotated[Principal, Depends(principal)]) -> Comparison:
-        with request.app.state.engine.connect() as conn:
-            result = compare(conn, ctx, a, b)
-        href = f"{str(request.base_url).rstrip('/')}/scenarios/{a}/compare/{b}/{DIFFERENCE_FILE}"
-        result.links = [{"href": href, "rel": "enclosure", "title": DIFFERENCE_FILE,
-                         "type": "image/tiff; application=geotiff; profile=cloud-optimized"}]
-        return result
 
-    @router.get(f"/{{a}}/compare/{{b}}/{DIFFERENCE_FILE}", response_class=FileResponse,
-                summary="The difference of two flood scenarios' maximum depths (B − A), a COG")
-    def difference_raster(request: Request, a: int, b: int,
-                          _: Annotated[Principal, Depends(principal)]) -> FileResponse:
-        folder = Path(tempfile.mkdtemp(prefix="cim-compare-"))
-        try:
-            with request.app.state.engine.connect() as conn:
-                compare(conn, ctx, a, b, folder / DIFFERENCE_FILE)
-        except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise
-        return FileResponse(folder / DIFFERENCE_FILE, media_type="image/tiff",
-                            filename=f"max_depth_difference_{a}_{b}.tif",
-                            background=BackgroundTask(shutil.rmtree, folder, True))
-
-    return router
+COMPARER = jobs.Comparer(run=compare, model=FloodComparison,
+                         files={DIFFERENCE_FILE: write_difference})

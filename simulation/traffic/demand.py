@@ -15,7 +15,10 @@ From the city model, in the classic first two steps of the four-step model:
    (Hyman 1969; Ortúzar & Willumsen, *Modelling Transport*, 4th ed., §5.5) so that the mean
    trip time matches a target: ``DEFAULT_MEAN_TRIP_MIN``, or less where the zones are so
    close that even with no deterrence the trips are shorter on average
-   (``FLAT_SHARE`` of that mean).
+   (``FLAT_SHARE`` of that mean). On a scene too small to calibrate on (one zone, zones at
+   one place, or trip ends that fix the mean trip time whatever β) the default target falls
+   back to β = 0, no deterrence: trips spread in proportion to the attractions, balanced by
+   Furness, and the run logs why (``Distribution.note``); an explicit target stays an error.
 
 Daily car trips per 100 m² of floor area (``RATES``): indicative planning values of the order
 of the trip-rate tables of Chinese city traffic impact assessments (car mode share of about a
@@ -41,6 +44,7 @@ the network, e.g. ``grid:3_4`` or an administrative unit's id); repeated pairs a
 from __future__ import annotations
 
 import csv
+import logging
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -55,6 +59,7 @@ from simulation.traffic.assignment import Demand, Network, shortest_costs
 from simulation.traffic.errors import TrafficInputError
 from simulation.traffic.network import Area, area_condition
 
+log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TripRate:
@@ -97,13 +102,15 @@ class TripEnds:
 
 @dataclass(frozen=True, eq=False)
 class Distribution:
-    """The gravity model's matrix, its calibrated β (per minute) and mean trip time."""
+    """The gravity model's matrix, its calibrated β (per minute) and mean trip time;
+    ``note`` says why β was not calibrated (the fallback), or None."""
 
     demand: Demand
     beta: float
     mean_trip_min: float
     target_min: float
     iterations: int
+    note: str | None = None
 
 
 def read_floor_area(conn: Connection, crs: int, area: Area | None = None
@@ -233,7 +240,8 @@ def distribute(ends: TripEnds, cost: np.ndarray, mean_trip_min: float | None = N
     else:
         target = mean_trip_min
     if target <= 0:
-        raise TrafficInputError("the zones are all at the same place: no trip time to match")
+        return _uncalibrated(ends, cost, target, 0, "every trip takes no time (one zone, or "
+                             "zones at one place): no trip time to calibrate β on")
     # Hyman's secant steps, kept inside the bracket of β known to be too small (mean above
     # the target) and too large: the mean falls as β grows, but not linearly.
     low, high = 0.0, math.inf
@@ -241,7 +249,11 @@ def distribute(ends: TripEnds, cost: np.ndarray, mean_trip_min: float | None = N
     trips, mean = _gravity(ends, cost, beta)
     iterations = 1
     while abs(mean - target) > HYMAN_TOLERANCE * target and iterations < HYMAN_MAX_ITER:
-        if abs(mean - mean_prev) < 1e-9 * target:  # the margins fix the mean now
+        if abs(mean - mean_prev) < 1e-9 * target:
+            if mean_trip_min is None:
+                return _uncalibrated(ends, cost, target, iterations,
+                                     f"the trip ends fix the mean trip time at {mean:.3g} min "
+                                     "whatever β")
             break
         if mean > target:
             low = beta
@@ -261,7 +273,21 @@ def distribute(ends: TripEnds, cost: np.ndarray, mean_trip_min: float | None = N
         raise TrafficInputError(
             f"the gravity model cannot reach a mean trip time of {target:.3g} min on this "
             f"network (got {mean:.3g} min)")
-    return Distribution(Demand(trips), beta, mean, target, iterations)
+    note = None
+    if abs(mean - target) > HYMAN_TOLERANCE * target:
+        note = (f"Hyman's method stopped after {iterations} iterations at a mean trip of "
+                f"{mean:.3g} min (target {target:.3g}): β kept at {beta:.4g}/min")
+        log.warning("gravity model: %s", note)
+    return Distribution(Demand(trips), beta, mean, target, iterations, note)
+
+
+def _uncalibrated(ends: TripEnds, cost: np.ndarray, target: float, iterations: int,
+                  why: str) -> Distribution:
+    """The documented fallback of a scene too small to calibrate on: β = 0."""
+    note = f"{why}; β not calibrated, 0 (no deterrence)"
+    log.warning("gravity model: %s", note)
+    trips, mean = _gravity(ends, cost, 0.0)
+    return Distribution(Demand(trips), 0.0, mean, target, iterations, note)
 
 
 def read_od_csv(path: Path) -> list[tuple[str, str, float]]:

@@ -85,6 +85,20 @@ def load(conn: Connection, scenario_id: int, crs: int) -> RouteNetwork:
         lines=shapely.from_wkb(np.array(columns[5], dtype=object)), node_xy=node_xy, crs=crs)
 
 
+def hotspot_points(conn: Connection, flood_scenario_id: int) -> list[tuple[float, float]]:
+    """A point inside each hotspot of a succeeded flood scenario, by rank (lon, lat)."""
+    record = jobs.get(conn, flood_scenario_id)
+    if record.kind != "flood":
+        raise TrafficInputError(f"scenario {flood_scenario_id} is a {record.kind} scenario: "
+                                "hotspots come from a flood scenario")
+    if record.status != "succeeded":
+        raise ScenarioConflict(f"flood scenario {flood_scenario_id} is {record.status}: it "
+                               "has no hotspots yet")
+    return [(lon, lat) for lon, lat in conn.execute(text(
+        "SELECT ST_X(p), ST_Y(p) FROM cim.flood_hotspots, LATERAL ST_PointOnSurface(geom) "
+        "AS p WHERE scenario_id = :id ORDER BY rank"), {"id": flood_scenario_id})]
+
+
 def _snap(network: RouteNetwork, points: list[tuple[float, float]]
           ) -> tuple[np.ndarray, np.ndarray]:
     """The nearest junction of each lon/lat point (−1 beyond ``SNAP_M``) and its distance."""

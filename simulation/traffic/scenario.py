@@ -220,6 +220,8 @@ def build_demand(conn: Connection, built: RoadNetwork, inputs: TrafficInputs, cr
                  f"{inputs.peak_hour_factor:g}); gravity β {fitted.beta:.4g}/min after "
                  f"{fitted.iterations} Hyman iterations, mean trip {fitted.mean_trip_min:.3g} "
                  f"min (target {fitted.target_min:.3g})")
+    if fitted.note is not None:
+        reporter.log(f"demand: warning: {fitted.note}")
     return fitted.demand
 
 
