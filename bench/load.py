@@ -232,7 +232,8 @@ def main() -> None:
         tally = Tally()
         rng = random.Random(args.seed)
         print(f"{args.clients} clients for {args.seconds:g} s on {server.base} "
-              f"({args.workers} workers, {args.buildings:,}-building city, mix {mix})")
+              f"({args.workers} workers, {args.buildings:,}-building city, mix {mix}); "
+              f"load average {os.getloadavg()[0]:.2f}")
         started = time.perf_counter()
         deadline = started + args.seconds
 
@@ -263,6 +264,14 @@ def main() -> None:
     print(f"\ntargets: errors 0 -> {tally.errors}; lost edits 0 -> {lost}; "
           f"p99 < {P99_TARGET_MS:.0f} ms -> {p99:.0f} ms "
           f"({'met' if tally.errors == 0 and lost == 0 and p99 < P99_TARGET_MS else 'not met'})")
+    # Closed-loop clients without think time: the mean latency is clients / throughput.
+    rate = len(every) / wall
+    print(f"Little's law: {args.clients} clients / {rate:.1f} req/s = "
+          f"{args.clients / rate * 1000:.0f} ms mean latency (measured "
+          f"{sum(every) / max(len(every), 1) * 1000:.0f} ms); a p99 under "
+          f"{P99_TARGET_MS:.0f} ms needs a mean below it, i.e. more than "
+          f"{args.clients / (P99_TARGET_MS / 1000):.0f} req/s; load average now "
+          f"{os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -214,6 +214,9 @@ def transactions_router(catalog: list[LayerDefinition], settings: FeaturesSettin
     Who = Annotated[Principal, Depends(principal)]
     Body = Annotated[tuple[FeatureIn, Crs], Depends(feature_in)]
     written = {"description": "Written; ETag names the new version."}
+    # The body is read raw (its size is checked first), so OpenAPI is told its schema here.
+    feature_body = {"requestBody": {"required": True, "content": {
+        "application/geo+json": {"schema": FeatureIn.model_json_schema()}}}}
 
     def saved(request: Request, layer: LayerDefinition, object_id: str, vid: int,
               status: int) -> Response:
@@ -222,7 +225,9 @@ def transactions_router(catalog: list[LayerDefinition], settings: FeaturesSettin
                                                      "ETag": f'"{vid}-written"'})
 
     @router.post("/collections/{collectionId}/items", status_code=201,
-                 summary="Add a feature", responses={201: written})
+                 summary="Add a feature", responses={201: written},
+                 openapi_extra=feature_body,
+                 response_class=Response)
     def create(request: Request, layer: Layer, who: Who, body: Body,
                db: Annotated[Engine, Depends(engine)]) -> Response:
         feature, crs = body
@@ -250,7 +255,8 @@ def transactions_router(catalog: list[LayerDefinition], settings: FeaturesSettin
         return saved(request, layer, feature_id, vid, 200)
 
     @router.put("/collections/{collectionId}/items/{featureId:path}", summary="Replace a feature",
-                responses={200: written})
+                responses={200: written}, openapi_extra=feature_body,
+                response_class=Response)
     def replace(request: Request, featureId: str, layer: Layer, who: Who, body: Body,
                 if_match: IfMatch = None) -> Response:
         feature, crs = body
@@ -259,7 +265,8 @@ def transactions_router(catalog: list[LayerDefinition], settings: FeaturesSettin
 
     @router.patch("/collections/{collectionId}/items/{featureId:path}",
                   summary="Change some properties or the geometry of a feature",
-                  responses={200: written})
+                  responses={200: written}, openapi_extra=feature_body,
+                response_class=Response)
     def update(request: Request, featureId: str, layer: Layer, who: Who, body: Body,
                if_match: IfMatch = None) -> Response:
         feature, crs = body

@@ -201,9 +201,11 @@ def serve(
 
     settings: Settings = ctx.obj
     # Each worker builds the app from the same settings (environment and cim.toml).
+    # uvicorn restarts a worker that takes 5 s to answer its health check: on a busy machine
+    # a worker still importing, or busy under load, was killed over and over.
     uvicorn.run("cim.app:create_app", factory=True, host=host or settings.server.host,
                 port=port or settings.server.port, workers=workers or settings.server.workers,
-                log_config=LOG_CONFIG, access_log=False)
+                log_config=LOG_CONFIG, access_log=False, timeout_worker_healthcheck=60)
 
 
 def main() -> None:

@@ -162,7 +162,10 @@ def _vertices(doc: dict[str, Any], header: dict[str, Any], path: Path) -> Vertic
 
 def _crs(header: dict[str, Any], path: Path) -> CRS | None:
     """Horizontal CRS of ``metadata.referenceSystem`` (an EPSG code where there is one)."""
-    reference = (header.get("metadata") or {}).get("referenceSystem")
+    metadata = header.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise ReaderError(f"{path}: 'metadata' is not a JSON object")
+    reference = metadata.get("referenceSystem")
     if not reference:
         return None
     try:
@@ -183,7 +186,7 @@ def _object_row(
         if geometry is None:
             return None
         polygons, semantics = _polygons(geometry, vertices)
-    except (IndexError, KeyError, TypeError, ValueError) as exc:
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
         problem = f"{type(exc).__name__}: {exc}"
         raise ReaderError(
             f"{path}: CityObject {obj_id!r} has a malformed geometry ({problem})"
@@ -192,8 +195,11 @@ def _object_row(
         return None
     geom_3d = MultiPolygon(polygons)
     z = shapely.get_coordinates(geom_3d, include_z=True)[:, 2]
-    attributes = _flatten(obj.get("attributes") or {})
-    parents = obj.get("parents") or []
+    attributes, parents = obj.get("attributes") or {}, obj.get("parents") or []
+    if not isinstance(attributes, dict) or not isinstance(parents, list):
+        raise ReaderError(f"{path}: CityObject {obj_id!r}: 'attributes' must be a JSON "
+                          "object and 'parents' an array")
+    attributes = _flatten(attributes)
     row: dict[str, Any] = {
         "source_id": obj_id,
         "cityobject_type": obj["type"],

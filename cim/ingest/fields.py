@@ -298,9 +298,15 @@ def _vocabulary(values: pd.Series, vocabulary: dict[str, str]) -> pd.Series:
     return mapped.where(text.isna() | mapped.notna(), "other").astype("string")
 
 
+def _integer(values: pd.Series) -> pd.Series:
+    # Infinities and floats past 2**53 hold no exact integer: they become that limit, which
+    # lies outside every int field's range, so the row is rejected rather than the import.
+    return _numeric(values).round().clip(-2.0**53, 2.0**53).astype("Int64")
+
+
 CONVERTERS: dict[Kind, Callable[[pd.Series], pd.Series]] = {
     "float": _numeric,
-    "int": lambda s: _numeric(s).round().astype("Int64"),
+    "int": _integer,
     "bool": _boolean,
     "str": lambda s: s.astype("string").str.strip().replace("", pd.NA),
 }

@@ -29,7 +29,8 @@ def import_observations(engine: Engine, path: Path, *, source: str,
     started = time.perf_counter()
     report = ImportReport(path=str(path), format="CSV", layer="observations", source=source)
     try:
-        frame = pd.read_csv(path, dtype={"sensor_id": "string"})
+        # Times as text: pandas reads a column of numbers as epochs, not ISO 8601.
+        frame = pd.read_csv(path, dtype={"sensor_id": "string", "observed_at": "string"})
     except (OSError, ValueError) as exc:
         raise ReaderError(f"{path.name}: cannot read as CSV: {exc}") from None
     missing = [c for c in REQUIRED if c not in frame.columns]

@@ -122,7 +122,9 @@ def _source_ids(frame: pd.DataFrame, id_field: str | None, geoms: np.ndarray,
         return pd.Series([None if w is None else uuid.uuid5(uuid.NAMESPACE_OID, w).hex
                           for w in wkb], index=frame.index, dtype="string"), None
     ids = frame[column]
-    if pd.api.types.is_float_dtype(ids) and (ids.dropna() % 1 == 0).all():
+    # Whole numbers read as floats become integer ids (7, not 7.0) while they are exact.
+    if pd.api.types.is_float_dtype(ids) and ((ids.dropna() % 1 == 0)
+                                             & (ids.dropna().abs() < 2**53)).all():
         ids = ids.astype("Int64")
     return ids.astype("string"), column
 
