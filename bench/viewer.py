@@ -12,11 +12,14 @@ cluster under ``bench/out/viewer`` (loaded once), its 3D Tiles built there, then
 
 it prints the time from navigation to a finished render, the frame time at five fixed
 camera positions from street level to the city overview (a forced redraw, then a 1-pixel
-``readPixels`` that waits for the GPU), the page's JS heap, the WebGL renderer string and
-the load average. Software WebGL is slow in absolute terms; compare the rows, and rerun
-when the load average is high (the machine is shared).
+``readPixels`` that waits for the GPU), the page's JS heap and the resident memory of the
+whole browser (its own Chromium per row: renderer and GPU processes), the WebGL renderer
+string of each row and the load average; for the 3D Tiles, what each camera drew (tiles
+selected, triangles). Software WebGL is slow in absolute terms; compare the rows, and rerun
+when the load average is high (the machine is shared). A row whose page does not finish
+(the naive layer at city scale may not) is printed with what it reached and its memory.
 
-    python bench/viewer.py [--buildings 5000] [--frames 3]
+    python bench/viewer.py [--buildings 5000] [--frames 3] [--timeout 600]
 """
 
 from __future__ import annotations
@@ -28,12 +31,15 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
+import psutil
 
 from cim.db.cluster import Cluster
 from cim.db.engine import ensure_database, make_engine
@@ -81,6 +87,19 @@ RENDERER_JS = """kind => {
     : document.querySelector('#deck canvas');
   const gl = canvas.getContext('webgl2');
   return gl.getParameter(gl.getExtension('WEBGL_debug_renderer_info').UNMASKED_RENDERER_WEBGL);
+}"""
+# What the 3D Tiles drew at this camera: the tiles selected and their triangles.
+DRAWN_JS = """() => {
+  const deck = window.__cim.map._controls.find(c => c._deck)._deck;
+  const layer = deck.layerManager.getLayers().find(l => l.id === 'buildings-3d');
+  const tileset = layer && layer.state.tileset3d;
+  if (!tileset) return null;
+  let triangles = 0;
+  for (const tile of tileset.selectedTiles) {
+    const primitive = tile.content?.gltf?.meshes?.[0]?.primitives?.[0];
+    triangles += (primitive?.indices?.value?.length || 0) / 3;
+  }
+  return {tiles: tileset.selectedTiles.length, triangles};
 }"""
 NAIVE_DRAWN = ("() => window.deck && window.deck.props.layers.length > 0"
                " && window.deck.props.layers.every(l => l.isLoaded)")
@@ -156,81 +175,152 @@ def city_centre(base: str) -> tuple[float, float]:
     return (west + east) / 2, (south + north) / 2
 
 
-def all_buildings(base: str) -> bytes:
-    """Every building as one GeoJSON, paged out of the feature API."""
-    features: list[dict] = []
+def all_buildings(base: str, out: Path) -> Path:
+    """Every building as one GeoJSON file (made once), paged out of the feature API and
+    written page by page: 470,000 features held as Python objects would take gigabytes."""
+    if out.exists():
+        return out
+    partial = out.with_suffix(".part")
     url: str | None = f"{base}/collections/buildings/items?limit=10000"
-    while url:
-        page = httpx.get(url, timeout=300).json()
-        features += page["features"]
-        url = next((link["href"] for link in page["links"] if link["rel"] == "next"), None)
-    return json.dumps({"type": "FeatureCollection", "features": features}).encode()
+    with partial.open("w", encoding="utf-8") as handle:
+        handle.write('{"type": "FeatureCollection", "features": [')
+        first = True
+        while url:
+            page = httpx.get(url, timeout=600).json()
+            for feature in page["features"]:
+                handle.write(("" if first else ",") + json.dumps(feature))
+                first = False
+            url = next((link["href"] for link in page["links"] if link["rel"] == "next"), None)
+        handle.write("]}")
+    partial.rename(out)
+    return out
+
+
+@contextmanager
+def serving_file(path: Path) -> Iterator[str]:
+    """The file's URL on a loopback server of its own (with CORS for the page's origin):
+    hundreds of MB are too much to hand through Playwright's request routing."""
+
+    class Handler(SimpleHTTPRequestHandler):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, directory=str(path.parent), **kwargs)
+
+        def end_headers(self) -> None:
+            self.send_header("Access-Control-Allow-Origin", "*")
+            super().end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/{path.name}"
+    finally:
+        server.shutdown()
 
 
 def heap_mb(page) -> float:
     return page.evaluate("performance.memory.usedJSHeapSize") / 1e6
 
 
-def measure_ours(browser, base: str, centre: tuple[float, float], frames: int) -> dict:
-    context = browser.new_context(viewport={"width": 1280, "height": 800},
-                                  device_scale_factor=1)
-    page = context.new_page()
-    lon, lat = centre
-    zoom, pitch = CAMERAS[-1]
-    started = time.perf_counter()
-    page.goto(f"{base}/#view={zoom}/{lat}/{lon}/0/{pitch}")
-    page.wait_for_function("window.__cim && window.__cim.ready", timeout=600_000)
-    first = time.perf_counter() - started
-    times = []
-    for zoom, pitch in CAMERAS:
-        page.evaluate(f"window.__cim.ready = false; window.__cim.map.jumpTo("
-                      f"{{center: [{lon}, {lat}], zoom: {zoom}, pitch: {pitch}, bearing: 0}})")
-        page.wait_for_function("window.__cim.ready", timeout=600_000)
-        times.append(page.evaluate(FRAME_JS, [frames, "ours"]))
-    result = {"first": first, "frames": times, "heap": heap_mb(page),
-              "renderer": page.evaluate(RENDERER_JS, "ours")}
-    context.close()
+def browser_mb() -> float:
+    """Resident memory of every Chromium process this benchmark started (one browser runs at
+    a time), MB."""
+    processes = psutil.Process().children(recursive=True)
+    total = 0
+    for process in processes:
+        try:
+            if "chrom" in process.name():
+                total += process.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total / 1e6
+
+
+@contextmanager
+def chromium(playwright) -> Iterator:
+    """A browser of its own for one row, so that its memory is that row's."""
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+    try:
+        yield browser
+    finally:
+        browser.close()
+
+
+def measure(page, kind: str, frames: int, timeout_s: float, move, drawn: str,
+            first_page) -> dict:
+    """Open with ``first_page()``, then frame times at every camera (``move(zoom, pitch)``,
+    then wait for ``drawn``); what was reached if the page does not finish in time."""
+    result: dict = {"frames": [], "drawn": [], "failed": None}
+    try:
+        started = time.perf_counter()
+        first_page()
+        page.wait_for_function(drawn, timeout=timeout_s * 1000)
+        result["first"] = time.perf_counter() - started
+        result["renderer"] = page.evaluate(RENDERER_JS, kind)
+        for zoom, pitch in CAMERAS:
+            move(zoom, pitch)
+            page.wait_for_function(drawn, timeout=timeout_s * 1000)
+            result["frames"].append(page.evaluate(FRAME_JS, [frames, kind]))
+            if kind == "ours":
+                result["drawn"].append(page.evaluate(DRAWN_JS))
+        result["heap"] = heap_mb(page)
+    except Exception as error:  # a timeout, or the page crashed (out of memory)
+        result["failed"] = f"{type(error).__name__}: {str(error).splitlines()[0]}"
+    result["memory"] = browser_mb()
     return result
 
 
-def measure_naive(browser, base: str, centre: tuple[float, float], frames: int,
-                  geojson: bytes) -> dict:
-    context = browser.new_context(viewport={"width": 1280, "height": 800},
-                                  device_scale_factor=1)
+def measure_ours(playwright, base: str, centre: tuple[float, float], frames: int,
+                 timeout_s: float) -> dict:
+    with chromium(playwright) as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 800}, device_scale_factor=1)
+        lon, lat = centre
+        zoom, pitch = CAMERAS[-1]
+
+        def move(zoom: float, pitch: float) -> None:
+            page.evaluate(f"window.__cim.ready = false; window.__cim.map.jumpTo("
+                          f"{{center: [{lon}, {lat}], zoom: {zoom}, pitch: {pitch}, bearing: 0}})")
+
+        return measure(page, "ours", frames, timeout_s, move,
+                       "window.__cim && window.__cim.ready",
+                       lambda: page.goto(f"{base}/#view={zoom}/{lat}/{lon}/0/{pitch}"))
+
+
+def measure_naive(playwright, base: str, centre: tuple[float, float], frames: int,
+                  geojson: str, timeout_s: float) -> dict:
     lon, lat = centre
     zoom, pitch = CAMERAS[-1]
     spec = json.dumps({"initialViewState": {"longitude": lon, "latitude": lat, "zoom": zoom,
                                             "pitch": pitch, "bearing": 0},
                        "views": [{"@@type": "MapView", "controller": True}],
                        "layers": [{"@@type": "GeoJsonLayer", "id": "naive",
-                                   "data": f"{base}/naive.geojson", "extruded": True,
+                                   "data": geojson, "extruded": True,
                                    "getElevation": "@@=properties.height || 10",
                                    "getFillColor": [157, 183, 213]}]})
-    context.route(f"{base}/naive.html", lambda route: route.fulfill(
-        body=NAIVE_PAGE.format(spec=spec), content_type="text/html"))
-    context.route(f"{base}/naive.geojson", lambda route: route.fulfill(
-        body=geojson, content_type="application/geo+json"))
-    page = context.new_page()
-    started = time.perf_counter()
-    page.goto(f"{base}/naive.html")
-    page.wait_for_function(NAIVE_DRAWN, timeout=600_000)
-    first = time.perf_counter() - started
-    times = []
-    for zoom, pitch in CAMERAS:
-        page.evaluate(f"window.deck.setProps({{initialViewState: {{longitude: {lon}, "
-                      f"latitude: {lat}, zoom: {zoom}, pitch: {pitch}, bearing: 0}}}})")
-        page.wait_for_function(NAIVE_DRAWN, timeout=600_000)
-        times.append(page.evaluate(FRAME_JS, [frames, "naive"]))
-    result = {"first": first, "frames": times, "heap": heap_mb(page),
-              "renderer": page.evaluate(RENDERER_JS, "naive")}
-    context.close()
-    return result
+    with chromium(playwright) as browser:
+        context = browser.new_context(viewport={"width": 1280, "height": 800},
+                                      device_scale_factor=1)
+        context.route(f"{base}/naive.html", lambda route: route.fulfill(
+            body=NAIVE_PAGE.format(spec=spec), content_type="text/html"))
+        page = context.new_page()
+
+        def move(zoom: float, pitch: float) -> None:
+            page.evaluate(f"window.deck.setProps({{initialViewState: {{longitude: {lon}, "
+                          f"latitude: {lat}, zoom: {zoom}, pitch: {pitch}, bearing: 0}}}})")
+
+        return measure(page, "naive", frames, timeout_s, move, NAIVE_DRAWN,
+                       lambda: page.goto(f"{base}/naive.html"))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--buildings", type=int, default=5000)
     parser.add_argument("--frames", type=int, default=3)
+    parser.add_argument("--timeout", type=float, default=600.0,
+                        help="seconds a page may take to draw one camera")
     args = parser.parse_args()
     if shutil.which(CHROMIUM) is None:
         sys.exit("chromium not found: apt-get install chromium (Debian)")
@@ -243,29 +333,48 @@ def main() -> None:
     try:
         with sync_playwright() as p, serving(database, storage) as base, \
                 serving(database, without_tileset) as fallback:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
             centre = city_centre(base)
-            geojson = all_buildings(base)
-            rows.append(("ours, 3D Tiles", measure_ours(browser, base, centre, args.frames)))
+            geojson = all_buildings(base, OUT / f"city-{args.buildings}" / "naive.geojson")
+            rows.append(("ours, 3D Tiles",
+                         measure_ours(p, base, centre, args.frames, args.timeout)))
             rows.append(("ours, extrusion",
-                         measure_ours(browser, fallback, centre, args.frames)))
-            rows.append(("naive GeoJsonLayer",
-                         measure_naive(browser, base, centre, args.frames, geojson)))
-            browser.close()
+                         measure_ours(p, fallback, centre, args.frames, args.timeout)))
+            with serving_file(geojson) as url:
+                rows.append(("naive GeoJsonLayer",
+                             measure_naive(p, base, centre, args.frames, url, args.timeout)))
     finally:  # the city stays on disk for the next run; the server process does not
         Cluster(database.data_dir).stop()
-    print(f"\n{args.buildings} buildings, {len(geojson) / 1e6:.0f} MB of GeoJSON for the "
-          f"naive layer; renderer: {rows[0][1]['renderer']}")
-    print(f"load average (1, 5, 15 min): {os.getloadavg()}")
-    cameras = "  ".join(f"z{z:g}/p{pt:g}" for z, pt in CAMERAS)
-    print(f"{'':20} {'first render':>12}  frame ms at {cameras}  {'JS heap':>8}")
+    report(args.buildings, geojson.stat().st_size, rows)
+
+
+def report(buildings: int, geojson_bytes: int, rows: list[tuple[str, dict]]) -> None:
+    print(f"\n{buildings} buildings, {geojson_bytes / 1e6:.0f} MB of GeoJSON for the naive "
+          "layer")
     for name, r in rows:
-        frames = "  ".join(f"{t:>9.0f}" for t in r["frames"])
-        print(f"{name:20} {r['first']:>10.1f} s  {frames}  {r['heap']:>6.0f} MB")
-    naive = rows[2][1]["frames"][-1]
+        print(f"renderer, {name}: {r.get('renderer', 'not reached')}")
+    print(f"load average (1, 5, 15 min): {os.getloadavg()}")
+    cameras = "  ".join(f"{f'z{z:g}/p{pt:g}':>9}" for z, pt in CAMERAS)
+    print(f"{'':20} {'first render':>12}  frame ms at {cameras}  {'JS heap':>8}  "
+          f"{'browser RSS':>11}")
+    for name, r in rows:
+        first = f"{r['first']:>10.1f} s" if "first" in r else f"{'-':>12}"
+        frames = "  ".join(f"{t:>9.0f}" for t in r["frames"]) + " " * 11 * (
+            len(CAMERAS) - len(r["frames"]))
+        heap = f"{r['heap']:>6.0f} MB" if "heap" in r else f"{'-':>9}"
+        print(f"{name:20} {first}  {'':12}{frames}  {heap}  {r['memory']:>8.0f} MB")
+        if r["failed"]:
+            print(f"{'':20} did not finish: {r['failed']}")
+    drawn = rows[0][1]["drawn"]
+    if drawn:
+        print("3D Tiles drawn per camera (tiles, thousand triangles): " + ", ".join(
+            f"{d['tiles']}, {d['triangles'] / 1e3:.0f}k" if d else "-" for d in drawn))
+    naive = rows[2][1]["frames"]
     for name, r in rows[:2]:
-        print(f"{name}: at the city overview the naive frame is {naive / r['frames'][-1]:.1f} "
-              "times ours (target >= 5)")
+        if len(naive) == len(CAMERAS) and len(r["frames"]) == len(CAMERAS):
+            ratios = ", ".join(f"{n / o:.1f}" for n, o in zip(naive, r["frames"], strict=True))
+            print(f"{name}: the naive frame over ours at each camera: {ratios} (target >= 5)")
+        else:
+            print(f"{name}: no ratio (a row did not finish every camera)")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def cim_serve(env: dict[str, str], probe: str = "/health", timeout_s: float = 30.0
+def cim_serve(env: dict[str, str], probe: str = "/health", timeout_s: float = 120.0
               ) -> Iterator[str]:
     """The server's base URL once ``probe`` answers 200; ``env`` is added to this process's."""
     port = free_port()

@@ -5,6 +5,8 @@
 cells (under 1 cm) and cells off the domain transparent. Only a succeeded scenario's listed
 files are read, never a path a client made up. Who may read a scenario may read its maps.
 Tiles over dry land or off the raster are 204 (nothing to draw).
+``/scenarios/{a}/compare/{b}/maps/{z}/{x}/{y}.png`` draws the difference of two scenarios'
+maximum depths (B − A, as ``GET /scenarios/{a}/compare/{b}`` counts it) in a diverging ramp.
 
 (No postponed annotations here: FastAPI resolves the route closures' dependencies at
 definition time.)
@@ -41,12 +43,24 @@ DEPTHS = re.compile(r"max_depth|depth_\d+s")
 """The rasters that hold depths (velocities and arrival times would need ramps of their own)."""
 
 
+DIFFERENCE_RAMP = ((-1.0, (33, 102, 172)), (-0.15, (146, 197, 222)), (0.0, (247, 247, 247)),
+                   (0.15, (244, 165, 130)), (1.0, (178, 24, 43)))
+"""B − A (m) to colour (ColorBrewer's RdBu): blue where B is shallower, red where deeper."""
+SAME_M = 0.01
+"""Smaller changes are the round-off of two runs (compare.py counts cells the same way)."""
+MAX_DEPTH = "max_depth"
+
+
+def _ramp(values: np.ndarray, ramp: tuple) -> np.ndarray:
+    stops = np.array([s for s, _ in ramp])
+    colours = np.array([c for _, c in ramp], dtype=float)
+    rgb = np.stack([np.interp(values, stops, colours[:, i]) for i in range(3)])
+    return np.rint(rgb).astype(np.uint8)
+
+
 def depth_colours(depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(3, h, w) RGB of depths in the blue ramp, and where the cell is wet."""
-    stops = np.array([s for s, _ in RAMP])
-    colours = np.array([c for _, c in RAMP], dtype=float)
-    rgb = np.stack([np.interp(depth, stops, colours[:, i]) for i in range(3)])
-    return np.rint(rgb).astype(np.uint8), depth >= DRY_M
+    return _ramp(depth, RAMP), depth >= DRY_M
 
 
 def depth_png(path: Path, z: int, x: int, y: int, cache: Path) -> bytes | None:
@@ -60,6 +74,20 @@ def depth_png(path: Path, z: int, x: int, y: int, cache: Path) -> bytes | None:
         return None
     # Partly opaque, so the map shows through the water.
     return png(rgb, np.where(wet, OPACITY, 0))
+
+
+def difference_png(path_a: Path, path_b: Path, z: int, x: int, y: int, cache: Path
+                   ) -> bytes | None:
+    """The tile of B − A, None when no cell changed (or the tile misses either raster)."""
+    a = read_tile([path_a], TMS, z, x, y, cache=cache, resampling="nearest")
+    b = read_tile([path_b], TMS, z, x, y, cache=cache, resampling="nearest")
+    if a is None or b is None:
+        return None
+    change = b - a  # masked where either is off its domain
+    changed = ~np.ma.getmaskarray(change) & (np.abs(change.filled(0.0)) >= SAME_M)
+    if not changed.any():
+        return None
+    return png(_ramp(change.filled(0.0), DIFFERENCE_RAMP), np.where(changed, OPACITY, 0))
 
 
 def scenario_maps_router(storage_root: Path, crs: int,
@@ -91,6 +119,23 @@ def scenario_maps_router(storage_root: Path, crs: int,
             raise NotFound(f"tile {z}/{x}/{y} lies outside the WebMercatorQuad matrix")
         path = await run_in_threadpool(raster, request, scenario_id, name)
         data = await run_in_threadpool(depth_png, path, z, x, y, storage_root / COPIES)
+        if data is None:
+            return Response(status_code=204)
+        return cached(request, data, PNG)
+
+    @router.get("/scenarios/{a}/compare/{b}/maps/{z}/{x}/{y}.png",
+                summary="The difference of two flood scenarios' maximum depths (B − A) as a "
+                        "WebMercatorQuad PNG tile", response_class=Response,
+                responses={200: {"content": {PNG: {}}}, 204: {"description": "No change here"}})
+    async def difference_tile(request: Request, a: int, b: int, z: Zoom, x: Index, y: Index,
+                              _: Annotated[Principal, Depends(principal)]) -> Response:
+        matrix = TMS.matrix(z)
+        if not (x < matrix.matrixWidth and y < matrix.matrixHeight):
+            raise NotFound(f"tile {z}/{x}/{y} lies outside the WebMercatorQuad matrix")
+        path_a = await run_in_threadpool(raster, request, a, MAX_DEPTH)
+        path_b = await run_in_threadpool(raster, request, b, MAX_DEPTH)
+        data = await run_in_threadpool(difference_png, path_a, path_b, z, x, y,
+                                       storage_root / COPIES)
         if data is None:
             return Response(status_code=204)
         return cached(request, data, PNG)

@@ -11,7 +11,7 @@ import {bindKey, explain as explainIn, scenarioFollower} from './scenarios.js';
 import {reportError, status} from './status.js';
 
 const PLAY_MS = 1200;
-const ROAD_COLOURS = {passable: [161, 218, 180], with_care: [253, 174, 97], closed: [215, 25, 28]};
+export const ROAD_COLOURS = {passable: [161, 218, 180], with_care: [253, 174, 97], closed: [215, 25, 28]};
 const FLOODED_BUILDING = [215, 25, 28];
 const MAX = 'max';
 // The catalog's result layers, drawn by MapLibre from the vector tiles: kept to the open
@@ -42,18 +42,19 @@ function bboxOf(geometry) {
   return [[Math.min(...xs), Math.min(...ys)], [Math.max(...xs), Math.max(...ys)]];
 }
 
-function depthLayer(scenarioId, {name}, visible, onFailure) {
+// A scenario map's PNG tiles (`path` under the API, with {z}/{x}/{y}) as a deck.gl layer;
+// `extra` adds to or overrides the TileLayer's props (visible, extensions...).
+export function rasterTiles(id, path, onFailure, extra = {}) {
   return new TileLayer({
-    id: `flood-depth-${scenarioId}-${name}`,
+    id,
     // Concatenated, not new URL(): that would escape the template's braces.
-    data: `${API_ROOT}scenarios/${scenarioId}/maps/${name}/{z}/{x}/{y}.png`,
-    visible,
+    data: `${API_ROOT}${path}`,
     minZoom: 0,
     maxZoom: 18,
     tileSize: 256,
     opacity: 0.8,
     onTileError: error => onFailure(error),
-    // 204 is a tile with no wet cell: nothing to draw, not an error.
+    // 204 is a tile with nothing to draw (no wet cell, no change): not an error.
     getTileData: async ({url, signal}) => {
       const response = await fetch(url, {signal});
       if (response.status === 204) return null;
@@ -64,8 +65,15 @@ function depthLayer(scenarioId, {name}, visible, onFailure) {
       if (!props.data) return null;
       const {west, south, east, north} = props.tile.bbox;
       return new BitmapLayer(props, {data: null, image: props.data, bounds: [west, south, east, north]});
-    }
+    },
+    ...extra
   });
+}
+
+export const depthTiles = (scenarioId, name) => `scenarios/${scenarioId}/maps/${name}/{z}/{x}/{y}.png`;
+
+function depthLayer(scenarioId, {name}, visible, onFailure) {
+  return rasterTiles(`flood-depth-${scenarioId}-${name}`, depthTiles(scenarioId, name), onFailure, {visible});
 }
 
 export function createFloodPanel(map, overlay, {onChange}) {
@@ -295,6 +303,7 @@ export function createFloodPanel(map, overlay, {onChange}) {
       if (id !== scenario?.id) return open(id, time);
       if (time !== undefined && steps.length && stepOf(time) !== step) show(stepOf(time));
     },
-    state: () => (scenario ? {scenario: scenario.id, time: steps[step]?.time} : {})
+    // Until its maps are known, the time asked for (a link being opened keeps it).
+    state: () => (scenario ? {scenario: scenario.id, time: steps.length ? steps[step]?.time : wanted} : {})
   };
 }

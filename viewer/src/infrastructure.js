@@ -1,8 +1,11 @@
 // Infrastructure and relief: the bridges, water and drainage 3D tilesets (`cim tiles
 // build-3d`) as toggles, the drainage network only for a key that may see it (internal);
 // an underground mode that makes the surface translucent so that pipes below it show; and
-// the hillshade of the DEMs as a base layer. GET /3dtiles lists what is built and readable,
-// so nothing is asked for that would answer 404.
+// the hillshade of the DEMs as a base layer; the terrain: MapLibre drapes its whole map
+// over the DEMs' Terrain-RGB tiles (a raster-dem source), and deck.gl's overlay follows its
+// camera onto the surface, so the 3D Tiles (whose ground heights come from the same DEMs)
+// stand on it. GET /3dtiles lists what is built and readable, so nothing is asked for that
+// would answer 404. All of it is in the URL (`infra=...&underground=1&hillshade=1&terrain=1`).
 import {Tile3DLayer} from '@deck.gl/geo-layers';
 import {Tiles3DLoader} from '@loaders.gl/3d-tiles';
 import {API_ROOT, getJson} from './api.js';
@@ -15,6 +18,7 @@ const INFRASTRUCTURE = ['bridges', 'water', 'drainage'];
 const UNDERGROUND = 'drainage';
 const SURFACE_OPACITY = 0.25;
 const HILLSHADE = 'hillshade';
+const TERRAIN = 'terrain';
 const OPACITY = {fill: 'fill-opacity', line: 'line-opacity', circle: 'circle-opacity',
   'fill-extrusion': 'fill-extrusion-opacity', raster: 'raster-opacity'};
 
@@ -51,7 +55,7 @@ function tilesetLayer({id, href}, key, underground) {
   });
 }
 
-export function createInfrastructure(map, overlay, {buildings3d, listed}) {
+export function createInfrastructure(map, overlay, {buildings3d, listed, onChange}) {
   let tilesets = listed.tilesets.filter(s => INFRASTRUCTURE.includes(s.id));
   let key = listed.key; // the key the list was made with: the tiles need the same
   const shown = new Set();
@@ -76,6 +80,7 @@ export function createInfrastructure(map, overlay, {buildings3d, listed}) {
         if (box.checked) shown.add(tileset.id);
         else shown.delete(tileset.id);
         draw();
+        onChange();
       });
       label.append(box, ` ${t(`infrastructure.${tileset.id}`)}`);
       item.append(label);
@@ -86,6 +91,7 @@ export function createInfrastructure(map, overlay, {buildings3d, listed}) {
 
   // Underground: every surface layer of the map (and the 3D buildings) made translucent.
   function setUnderground(on) {
+    if (on === underground) return;
     underground = on;
     for (const layer of map.getStyle().layers) {
       const property = OPACITY[layer.type];
@@ -101,22 +107,41 @@ export function createInfrastructure(map, overlay, {buildings3d, listed}) {
     buildings3d?.setOpacity(on ? SURFACE_OPACITY : 1);
     draw();
   }
-  $('underground').addEventListener('change', event => setUnderground(event.target.checked));
 
   // Hillshade under every other layer, from the TileJSON (its bounds keep MapLibre from
   // asking for tiles off the DEMs).
-  $('hillshade').addEventListener('change', event => {
-    if (event.target.checked) {
+  function setHillshade(on) {
+    if (on === Boolean(map.getLayer(HILLSHADE))) return;
+    if (on) {
       if (!map.getSource(HILLSHADE)) {
         map.addSource(HILLSHADE, {type: 'raster', tileSize: 256,
           url: new URL('hillshade/WebMercatorQuad/tilejson.json', API_ROOT).href});
       }
       const below = map.getStyle().layers.find(l => l.type !== 'background')?.id;
       map.addLayer({id: HILLSHADE, type: 'raster', source: HILLSHADE, paint: {'raster-opacity': 0.6}}, below);
-    } else if (map.getLayer(HILLSHADE)) {
+    } else {
       map.removeLayer(HILLSHADE);
     }
-  });
+  }
+
+  // Terrain: heights -10000 + (R·65536 + G·256 + B)·0.1 m, Mapbox's Terrain-RGB encoding.
+  function setTerrain(on) {
+    if (on === Boolean(map.getTerrain())) return;
+    if (on && !map.getSource(TERRAIN)) {
+      map.addSource(TERRAIN, {type: 'raster-dem', encoding: 'mapbox', tileSize: 256,
+        url: new URL('terrain/WebMercatorQuad/tilejson.json', API_ROOT).href});
+    }
+    map.setTerrain(on ? {source: TERRAIN, exaggeration: 1} : null);
+    status.settle?.();
+  }
+
+  const toggles = {underground: setUnderground, hillshade: setHillshade, terrain: setTerrain};
+  for (const [name, set] of Object.entries(toggles)) {
+    $(name).addEventListener('change', event => {
+      set(event.target.checked);
+      onChange();
+    });
+  }
 
   // A key typed in a panel may see the internal drainage network: ask again.
   const relist = async () => {
@@ -131,5 +156,20 @@ export function createInfrastructure(map, overlay, {buildings3d, listed}) {
   for (const input of ['flood-key', 'traffic-key']) $(input)?.addEventListener('change', relist);
 
   rows();
-  return {relist};
+  return {
+    relist,
+    // A shared link's toggles (a tileset not listed for this reader stays off).
+    apply(state) {
+      shown.clear();
+      for (const id of state.infra || []) if (tilesets.some(s => s.id === id)) shown.add(id);
+      rows();
+      for (const [name, set] of Object.entries(toggles)) {
+        $(name).checked = Boolean(state[name]);
+        set(Boolean(state[name]));
+      }
+      draw();
+    },
+    state: () => ({infra: [...shown], underground, hillshade: Boolean(map.getLayer(HILLSHADE)),
+      terrain: Boolean(map.getTerrain())})
+  };
 }

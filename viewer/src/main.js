@@ -1,9 +1,10 @@
 // Boot: read the catalog, draw the map at the shared (or home) view, build the panel, wire
-// picking (vector tiles and 3D Tiles), the flood and traffic panels, infrastructure, and keep the URL hash in step with
-// what is shown.
+// picking (vector tiles and 3D Tiles), the flood, traffic and compare panels, infrastructure
+// and terrain, and keep the URL hash in step with what is shown.
 import './style.css';
 import {loadCatalog} from './api.js';
 import {createBuildings3d} from './buildings3d.js';
+import {createCompare} from './compare.js';
 import {createFloodPanel} from './flood.js';
 import {createInfrastructure, listTilesets} from './infrastructure.js';
 import {switchLanguage, translatePage} from './i18n.js';
@@ -31,12 +32,17 @@ let picking = null;
 let buildings3d = null;
 let flood = null;
 let traffic = null;
-const saveState = () => writeHash({
+let compare = null;
+let infrastructure = null;
+let applying = false; // a pasted link is being applied: its own moves must not rewrite it
+const saveState = () => applying || writeHash({
   view: view(map),
   layers: panel.visible(),
   select: picking.current()?.id ? picking.current() : undefined,
   ...flood.state(),
-  ...traffic.state()
+  ...traffic.state(),
+  ...compare.state(),
+  ...infrastructure.state()
 });
 
 const goHome = () => {
@@ -65,13 +71,16 @@ map.once('load', async () => {
   });
   flood = createFloodPanel(map, overlay, {onChange: () => saveState()});
   traffic = createTrafficPanel(map, overlay, {styleLayers: catalog.style.layers, onChange: () => saveState()});
-  createInfrastructure(map, overlay, {buildings3d, listed});
+  compare = createCompare(map, overlay, {styleLayers: catalog.style.layers, onChange: () => saveState()});
+  infrastructure = createInfrastructure(map, overlay, {buildings3d, listed, onChange: () => saveState()});
+  infrastructure.apply(initial);
   showLatestReadings(map, 'sensors', document.getElementById('tooltip'));
   map.on('moveend', saveState);
   watchReady(map, overlay);
   if (initial.select) picking.select(initial.select);
   if (initial.scenario) flood.open(initial.scenario, initial.time);
   if (initial.traffic) traffic.open(initial.traffic);
+  if (initial.compare) compare.open(...initial.compare, initial);
   saveState();
   bindKeys(map, {home: goHome, flip: flip2d3d, close: () => picking.close()});
 });
@@ -80,6 +89,16 @@ map.once('load', async () => {
 window.addEventListener('hashchange', () => {
   if (!panel) return; // before the map's load the initial hash is still being applied
   const state = readHash();
+  applying = true;
+  try {
+    applyState(state);
+  } finally {
+    applying = false;
+  }
+  saveState();
+});
+
+function applyState(state) {
   if (state.view) map.jumpTo(state.view);
   if (state.layers) {
     panel.setVisible(new Set(state.layers));
@@ -91,7 +110,9 @@ window.addEventListener('hashchange', () => {
   }
   flood.apply(state.scenario, state.time);
   traffic.apply(state.traffic);
-});
+  compare.apply(state.compare, state);
+  infrastructure.apply(state);
+}
 
 const dimension = document.getElementById('dimension');
 const label2d3d = () => { dimension.textContent = map.getPitch() > 0 ? '2D' : '3D'; };

@@ -13,7 +13,7 @@ import {legendEntries} from './panel.js';
 
 const PAGE = 1000;
 const MAX_LINKS = 20000; // beyond this the catalog's vector tiles draw the links
-const CLOSED = [90, 90, 90];
+export const CLOSED = [90, 90, 90];
 const ROUTE = [123, 50, 148];
 const START = [0, 0, 0];
 const STYLE_LAYER = 'traffic_links';
@@ -36,7 +36,7 @@ export function rampColour(stops, value) {
   return stops.at(-1).rgb;
 }
 
-function rampOf(styleLayer) {
+export function rampOf(styleLayer) {
   if (!styleLayer) return [];
   return legendEntries(styleLayer)
     .filter(e => e.label !== undefined && /^#[0-9a-f]{6}$/i.test(e.colour))
