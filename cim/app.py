@@ -16,13 +16,13 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from cim.access import AccessError
 from cim.audit import audit_router
-from cim.db.engine import make_engine
+from cim.db.engine import make_engine, make_read_engine, replica_lag
 from cim.db.errors import DatabaseError
 from cim.demo.load import ATTRIBUTION
 from cim.history import HistoryError, ObjectExists, ObjectNotFound
@@ -36,6 +36,7 @@ from cim.limits import (
 )
 from cim.observability import Metrics, RequestObserver
 from cim.oidc import with_oidc
+from cim.openapi_links import with_links
 from cim.schema.migrate import current_revision, head_revision
 from cim.settings import Settings, load_settings
 from layers.api import features_router
@@ -54,7 +55,6 @@ from layers.errors import (
 from layers.transactions import transactions_router
 from simulation.api import scenarios_router
 from simulation.errors import ScenarioConflict, ScenarioInputError, ScenarioNotFound
-from simulation.flood.compare import compare_router
 from simulation.jobs import JobContext, Worker
 from simulation.kinds import KINDS
 from simulation.retention import Retention, prune
@@ -117,6 +117,12 @@ class Readiness(BaseModel):
     database: bool
     schema_revision: str | None
     latest_revision: str
+    replica: bool | None = Field(default=None, description="The read replica answers and "
+                                 "lags less than allowed; null without a replica.")
+    replica_lag_s: float | None = Field(default=None, description="Seconds since the "
+                                        "replica's last replayed commit while WAL is pending.")
+    replica_lag_bytes: int | None = Field(default=None, description="WAL the replica has "
+                                          "still to replay.")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -130,13 +136,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.engine = make_engine(requests_db, pool_pre_ping=True)
+        # Reads of anonymous and viewer requests go to the replica when there is one.
+        app.state.read_engine = (make_read_engine(requests_db, pool_pre_ping=True)
+                                 or app.state.engine)
         try:
             with app.state.engine.connect() as conn:
                 for problem in missing_in_database(conn, catalog):
                     log.error("layer catalog: %s (run `cim db upgrade`?)", problem)
         except Exception as exc:  # /ready reports an absent database
             log.error("database not reachable at start-up: %s", exc)
-        invalidator = start_tile_cache(app.state.engine, catalog, settings.tiles)
+        invalidator = start_tile_cache(app.state.engine, catalog, settings.tiles,
+                                       app.state.read_engine)
         app.state.tile_invalidator = invalidator
         app.state.tile_cache = invalidator.cache if invalidator is not None else None
         # Scenario jobs run on a thread beside the requests (the solver releases the GIL).
@@ -152,6 +162,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if invalidator is not None:
             invalidator.stop()
         jobs_engine.dispose()
+        app.state.read_engine.dispose()
         app.state.engine.dispose()
 
     app = FastAPI(
@@ -210,8 +221,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                             principal))
     app.include_router(audit_router(principal))
     app.include_router(scenarios_router(jobs_context, KINDS, principal))
-    app.include_router(compare_router(jobs_context, principal))
-    app.include_router(routes_router(settings.city.crs, principal))
+    app.include_router(routes_router(settings.city.crs, list(catalog), principal))
 
     @app.get("/", response_model=Landing, summary="Landing page")
     def landing(request: Request) -> Landing:
@@ -233,7 +243,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/ready", response_model=Readiness, summary="Database reachable, schema current")
+    @app.get("/ready", response_model=Readiness,
+             summary="Database reachable, schema current, replica within its lag")
     def ready(request: Request) -> JSONResponse:
         engine = request.app.state.engine
         try:
@@ -246,9 +257,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return JSONResponse(body.model_dump(), status_code=503)
         body = Readiness(database=True, schema_revision=revision,
                          latest_revision=head_revision())
-        return JSONResponse(body.model_dump(),
-                            status_code=200 if revision == head_revision() else 503)
+        replica = request.app.state.read_engine
+        if replica is not engine:
+            try:
+                with engine.connect() as primary_conn, replica.connect() as replica_conn:
+                    lag = replica_lag(primary_conn, replica_conn)
+                body.replica_lag_s, body.replica_lag_bytes = lag.seconds, lag.bytes
+                body.replica = (lag.seconds is not None
+                                and lag.seconds <= settings.database.replica_max_lag_s)
+            except Exception as exc:
+                log.warning("read replica not answering: %s", exc)
+                body.replica = False
+        ready = revision == head_revision() and body.replica is not False
+        return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
+    with_links(app)  # ids from responses into the next requests (stateful clients)
     # Browsers asking for / get the web viewer; JSON clients keep the landing page.
     mount_viewer(app)
     return app
