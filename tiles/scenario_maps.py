@@ -23,8 +23,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
+from sqlalchemy import Engine
 
 from cim.access import Principal
+from layers.api import read_engine_for
 from layers.errors import NotFound
 from layers.model import MAX_ZOOM
 from layers.responses import cached
@@ -95,11 +97,13 @@ def scenario_maps_router(storage_root: Path, crs: int,
     router = APIRouter(tags=["Scenarios"])
     context = jobs.JobContext(storage_root, crs)
 
-    def raster(request: Request, scenario_id: int, name: str) -> Path:
+    ReadDb = Annotated[Engine, Depends(read_engine_for(principal))]
+
+    def raster(db: Engine, scenario_id: int, name: str) -> Path:
         file = name if name.endswith(".tif") else f"{name}.tif"
         if not DEPTHS.fullmatch(file.removesuffix(".tif")):
             raise NotFound(f"{name!r} is not a depth map: max_depth or depth_<seconds>s")
-        with request.app.state.engine.connect() as conn:
+        with db.connect() as conn:
             path = jobs.published_file(context, jobs.get(conn, scenario_id), file)
         if path is None:
             raise NotFound(f"scenario {scenario_id} has no map {name!r}")
@@ -113,11 +117,11 @@ def scenario_maps_router(storage_root: Path, crs: int,
                 response_class=Response, responses={200: {"content": {PNG: {}}},
                                                     204: {"description": "Nothing wet here"}})
     async def map_tile(request: Request, scenario_id: int, name: str, z: Zoom, x: Index,
-                       y: Index, _: Annotated[Principal, Depends(principal)]) -> Response:
+                       y: Index, db: ReadDb) -> Response:
         matrix = TMS.matrix(z)
         if not (x < matrix.matrixWidth and y < matrix.matrixHeight):
             raise NotFound(f"tile {z}/{x}/{y} lies outside the WebMercatorQuad matrix")
-        path = await run_in_threadpool(raster, request, scenario_id, name)
+        path = await run_in_threadpool(raster, db, scenario_id, name)
         data = await run_in_threadpool(depth_png, path, z, x, y, storage_root / COPIES)
         if data is None:
             return Response(status_code=204)
@@ -128,12 +132,12 @@ def scenario_maps_router(storage_root: Path, crs: int,
                         "WebMercatorQuad PNG tile", response_class=Response,
                 responses={200: {"content": {PNG: {}}}, 204: {"description": "No change here"}})
     async def difference_tile(request: Request, a: int, b: int, z: Zoom, x: Index, y: Index,
-                              _: Annotated[Principal, Depends(principal)]) -> Response:
+                              db: ReadDb) -> Response:
         matrix = TMS.matrix(z)
         if not (x < matrix.matrixWidth and y < matrix.matrixHeight):
             raise NotFound(f"tile {z}/{x}/{y} lies outside the WebMercatorQuad matrix")
-        path_a = await run_in_threadpool(raster, request, a, MAX_DEPTH)
-        path_b = await run_in_threadpool(raster, request, b, MAX_DEPTH)
+        path_a = await run_in_threadpool(raster, db, a, MAX_DEPTH)
+        path_b = await run_in_threadpool(raster, db, b, MAX_DEPTH)
         data = await run_in_threadpool(difference_png, path_a, path_b, z, x, y,
                                        storage_root / COPIES)
         if data is None:

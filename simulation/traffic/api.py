@@ -12,10 +12,12 @@ import math
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
+from sqlalchemy import Engine
 
 from cim.access import Principal
+from layers.api import read_engine_for
 from layers.errors import InvalidParameter, NotFound
 from layers.model import LayerDefinition
 from simulation.traffic import routing
@@ -50,14 +52,15 @@ def hotspots_scenario(value: str) -> int | None:
 def routes_router(crs: int, catalog: list[LayerDefinition],
                   principal: Callable[..., Principal]) -> APIRouter:
     router = APIRouter(tags=["Scenarios"])
+    read_engine = read_engine_for(principal)
     hotspots_layer = next((layer for layer in catalog if layer.id == HOTSPOTS_LAYER), None)
 
     @router.get("/routes", summary="Fastest routes on a traffic scenario's network",
                 response_class=JSONResponse,
                 responses={200: {"content": {"application/geo+json": {}}}})
     def routes(
-        request: Request,
         who: Annotated[Principal, Depends(principal)],
+        db: Annotated[Engine, Depends(read_engine)],
         origin: Annotated[str, Query(alias="from", description="The depot, LON,LAT.",
                                      examples=["114.41,30.49"])],
         to: Annotated[list[str], Query(
@@ -75,7 +78,7 @@ def routes_router(crs: int, catalog: list[LayerDefinition],
             raise NotFound("no flood hotspots here")  # as the layer itself answers
         points = [None if f is not None else parse_point(value, "to")
                   for value, f in zip(to, floods, strict=True)]
-        with request.app.state.engine.connect() as conn:
+        with db.connect() as conn:
             ends: list[tuple[float, float]] = []
             for point, flood in zip(points, floods, strict=True):
                 ends += [point] if point is not None else routing.hotspot_points(conn, flood)
