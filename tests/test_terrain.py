@@ -75,13 +75,17 @@ def _rgba(response) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(response.content)).convert("RGBA")).astype(np.int64)
 
 
+def _decoded(pixels: np.ndarray) -> np.ndarray:
+    """Heights (m) of Terrain-RGB pixels, as deck.gl's and MapLibre's decoders read them."""
+    return (pixels[..., 0] * 6553.6 + pixels[..., 1] * 25.6 + pixels[..., 2] * 0.1) - 10000
+
+
 def test_terrain_rgb_decodes_to_the_dem_heights(client, dem):
     tile = _tile_at(HILL_X, HILL_Y, 18)
     response = client.get(f"/terrain/WebMercatorQuad/{tile.z}/{tile.x}/{tile.y}.png")
     assert response.status_code == 200 and response.headers["content-type"] == "image/png"
     pixels = _rgba(response)
-    # deck.gl's elevationDecoder {rScaler: 6553.6, gScaler: 25.6, bScaler: 0.1, offset: -10000}
-    height = (pixels[..., 0] * 6553.6 + pixels[..., 1] * 25.6 + pixels[..., 2] * 0.1) - 10000
+    height = _decoded(pixels)
     x, y = _pixel_centres(tile)
     inside = (x > X0 + CELL) & (x < X0 + (NX - 1) * CELL) & (y < Y0 - CELL) & \
         (y > Y0 - (NY - 1) * CELL)
@@ -95,13 +99,19 @@ def test_terrain_rgb_decodes_to_the_dem_heights(client, dem):
     assert height.max() - height.min() > 5  # a real slice of the hill, not a flat tile
 
 
-def test_tiles_off_the_dem_are_204_and_edges_transparent(client):
+def test_tiles_off_the_dem_are_204_and_edges_have_no_cliff(client, dem):
     far = _tile_at(X0 + 50_000, Y0 + 50_000, 16)
     assert client.get(f"/terrain/WebMercatorQuad/16/{far.x}/{far.y}.png").status_code == 204
     assert client.get(f"/hillshade/WebMercatorQuad/16/{far.x}/{far.y}.png").status_code == 204
     corner = _tile_at(X0 + 2, Y0 - 2, 17)  # the DEM's corner without data, and beyond
     pixels = _rgba(client.get(f"/terrain/WebMercatorQuad/17/{corner.x}/{corner.y}.png"))
-    alpha = pixels[..., 3]
+    # Opaque (a browser zeroes transparent pixels: −10,000 m), off the DEM at the lowest
+    # height around rather than at some height far below the ground.
+    assert (pixels[..., 3] == 255).all()
+    height = _decoded(pixels)
+    assert height.min() >= dem[dem > -9999].min() - 0.1
+    shade = _rgba(client.get(f"/hillshade/WebMercatorQuad/17/{corner.x}/{corner.y}.png"))
+    alpha = shade[..., 3]  # the hillshade overlay stays transparent off the DEM
     assert (alpha == 0).any() and (alpha == 255).any() and set(np.unique(alpha)) <= {0, 255}
 
 
@@ -206,4 +216,6 @@ def test_low_zooms_hold_the_dem_in_a_few_pixels(client):
             assert response.status_code in (200, 204), (kind, z)
     tile = _tile_at(HILL_X, HILL_Y, 10)
     pixels = _rgba(client.get(f"/terrain/WebMercatorQuad/10/{tile.x}/{tile.y}.png"))
-    assert 0 < (pixels[..., 3] == 255).sum() < 100  # a 480 m DEM is a few 150 m pixels
+    height = _decoded(pixels)
+    # A 480 m DEM is a few 150 m pixels; the rest carries its lowest height.
+    assert 0 < (height > height.min() + 0.05).sum() < 100

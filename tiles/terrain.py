@@ -91,11 +91,14 @@ def _filled(band: np.ma.MaskedArray) -> np.ndarray:
 
 def terrain_png(dems: list[DemFile], tms: morecantile.TileMatrixSet, z: int, x: int,
                 y: int, cache: Path) -> bytes | None:
-    """The Terrain-RGB PNG of a tile (transparent off the DEMs); None when it misses them."""
+    """The Terrain-RGB PNG of a tile; None when it misses the DEMs. Opaque: browsers zero
+    the colour of transparent pixels, which a terrain renderer (MapLibre's raster-dem) reads
+    as −10,000 m, a cliff at the DEM's edge; pixels off the DEMs carry the lowest height
+    around instead."""
     band = read_tile([d.path for d in dems], tms, z, x, y, cache=cache)
     if band is None:
         return None
-    return png(terrain_rgb(_filled(band)), ~np.ma.getmaskarray(band))
+    return png(terrain_rgb(_filled(band)), np.full(band.shape, True))
 
 
 def hillshade_png(dems: list[DemFile], tms: morecantile.TileMatrixSet, z: int, x: int,
