@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Connection, insert, update
 
@@ -20,10 +21,22 @@ def open_import(conn: Connection, report: ImportReport, provenance: Provenance) 
     ).scalar_one())
 
 
+def _storable(value: Any) -> Any:
+    """``value`` with NUL characters written out as ``\\x00``: jsonb refuses them, and a
+    rejection report must be able to quote the bad value a file carried."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\\x00")
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    return value
+
+
 def close_import(conn: Connection, report: ImportReport) -> None:
     conn.execute(
         update(Import).where(Import.id == report.import_id).values(
             status=report.status, finished_at=datetime.now(UTC),
-            report=report.model_dump(mode="json"),
+            report=_storable(report.model_dump(mode="json")),
         )
     )
