@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from cim.cli.batch import Scheduler, Workers, client_unless
 from cim.cli.progress import console, progress_bar
 
 flood_app = typer.Typer(help="Waterlogging simulation: design storms and the 2D flood solver.",
@@ -303,12 +304,8 @@ def ensemble(
     every: Annotated[str, typer.Option(help="Interval of each member's depth rasters.")
                      ] = "60min",
     precision: Annotated[str, typer.Option(help="float64 or float32.")] = "float64",
-    scheduler: Annotated[str | None, typer.Option(help="A Dask scheduler, tcp://HOST:PORT "
-                                                  "(default CIM_BATCH_SCHEDULER, else a "
-                                                  "local cluster).")] = None,
-    workers: Annotated[int | None, typer.Option(help="Local cluster worker processes "
-                                                "(default CIM_BATCH_WORKERS, else one per "
-                                                "core).", min=1)] = None,
+    scheduler: Scheduler = None,
+    workers: Workers = None,
     in_process: Annotated[bool, typer.Option(help="Run the members one after another in "
                                              "this process, without Dask.")] = False,
 ) -> None:
@@ -316,7 +313,6 @@ def ensemble(
     the members' rasters and a summary table once all have succeeded."""
     from pydantic import ValidationError
 
-    from cim.batch import batch_client
     from cim.cli.db import engine_for
     from simulation.flood.ensemble import EnsemblePlan, check_output, prepare, run_ensemble
     from simulation.flood.errors import FloodInputError
@@ -351,12 +347,9 @@ def ensemble(
     console.print(f"ensemble of {len(members)} members: return periods "
                   f"{plan.return_periods} × durations {plan.durations_h} h × options "
                   f"{list(plan.options)}")
-    with progress_bar("ensemble") as step:
-        if in_process:
-            rows = run_ensemble(prepared, plan, out, progress=step)
-        else:
-            with batch_client(settings.batch, scheduler, workers) as client:
-                rows = run_ensemble(prepared, plan, out, client, progress=step)
+    with (progress_bar("ensemble") as step,
+          client_unless(in_process, settings.batch, scheduler, workers) as client):
+        rows = run_ensemble(prepared, plan, out, client, progress=step)
     for row in rows:
         console.print(f"  {row['member']}: {row['rain_mm']:.0f} mm, max depth "
                       f"{row['max_depth_m']:.2f} m, {row['roads_closed']} roads closed, "
@@ -392,18 +385,14 @@ def catchments(
                                                     "the catchment they spill into.")] = None,
     min_cells: Annotated[int | None, typer.Option(help="Smaller catchments join a "
                                                   "neighbour.", min=1)] = None,
-    scheduler: Annotated[str | None, typer.Option(help="A Dask scheduler, tcp://HOST:PORT "
-                                                  "(default CIM_BATCH_SCHEDULER, else a "
-                                                  "local cluster).")] = None,
-    workers: Annotated[int | None, typer.Option(help="Local cluster worker processes.",
-                                                min=1)] = None,
+    scheduler: Scheduler = None,
+    workers: Workers = None,
     in_process: Annotated[bool, typer.Option(help="Run the catchments one after another in "
                                              "this process, without Dask.")] = False,
 ) -> None:
     """Run a storm over a DEM split by drainage catchment, each catchment (plus a buffer) a
     Dask task: the volume crossing each cut is measured, the split refused when it is too
     much, and the maximum depths mosaicked into one COG."""
-    from cim.batch import batch_client
     from simulation.flood.catchments import plan_split, run_split
     from simulation.flood.ensemble import check_output
     from simulation.flood.errors import FloodInputError
@@ -438,12 +427,9 @@ def catchments(
         raise _fail(str(exc)) from None
     console.print(f"{len(split.jobs)} catchments")
     try:
-        with progress_bar("catchments") as step:
-            if in_process:
-                crossings = run_split(split, out, limit, progress=step)
-            else:
-                with batch_client(settings.batch, scheduler, workers) as client:
-                    crossings = run_split(split, out, limit, client, progress=step)
+        with (progress_bar("catchments") as step,
+              client_unless(in_process, settings.batch, scheduler, workers) as client):
+            crossings = run_split(split, out, limit, client, progress=step)
     except FloodInputError as exc:
         raise _fail(str(exc)) from None
     for c in crossings:

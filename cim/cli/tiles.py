@@ -14,7 +14,7 @@ import typer
 from dask.distributed import Client
 from sqlalchemy import Engine
 
-from cim.batch import batch_client
+from cim.cli.batch import Scheduler, Workers, client_unless
 from cim.cli.db import engine_for
 from cim.cli.progress import console, progress_bar
 from cim.settings import Settings
@@ -49,13 +49,6 @@ MinZoom = Annotated[int, typer.Option("--min-zoom", min=0, max=MAX_ZOOM, help="F
 MaxZoom = Annotated[int, typer.Option("--max-zoom", min=0, max=MAX_ZOOM, help="Last zoom.")]
 BBoxOption = Annotated[str | None, typer.Option(
     "--bbox", help="west,south,east,north in lon/lat (default: the extent of the data).")]
-Scheduler = Annotated[str | None, typer.Option(
-    "--scheduler", help="Run on the Dask scheduler at tcp://HOST:PORT (default: "
-    "CIM_BATCH_SCHEDULER, else a local cluster). Its workers must reach the database and "
-    "the output.")]
-Workers = Annotated[int | None, typer.Option(
-    "--workers", min=1, max=256, help="Worker processes of the local Dask cluster (default: "
-    "CIM_BATCH_WORKERS, else one per core).")]
 Threads = Annotated[int | None, typer.Option(
     "--threads", min=1, max=64, help="Tasks each process runs at once (default: "
     "CIM_BATCH_THREADS_PER_WORKER).")]
@@ -83,15 +76,10 @@ def _batch(settings: Settings, scheduler: str | None, workers: int | None,
            threads: int | None, no_cluster: bool) -> Iterator[tuple[Client | None, int]]:
     """Where tasks run: a Dask client (None: here) and the tasks each process runs at once."""
     threads = threads or settings.batch.threads_per_worker
-    if no_cluster:
-        if scheduler:
-            raise typer.BadParameter("--no-cluster works here: give it or --scheduler")
-        yield None, threads
-        return
-    console.print("starting the Dask cluster" if not (scheduler or settings.batch.scheduler)
-                  else "connecting to the Dask scheduler")
+    if no_cluster and scheduler:
+        raise typer.BadParameter("--no-cluster works here: give it or --scheduler")
     batch = settings.batch.model_copy(update={"threads_per_worker": threads})
-    with batch_client(batch, scheduler, workers) as client:
+    with client_unless(no_cluster, batch, scheduler, workers) as client:
         yield client, threads
 
 

@@ -20,6 +20,11 @@ traffic_app = typer.Typer(help="Traffic: the car network, assignment, scenarios 
 BAD_INPUT = 2
 NOT_CONVERGED = 1
 
+OmxMatrix = Annotated[str | None, typer.Option(
+    help="The OMX file's matrix to use, where it holds several.")]
+OmxLookup = Annotated[str | None, typer.Option(
+    help="The OMX file's zone lookup to use, where it holds several.")]
+
 
 def _fail(message: str) -> typer.Exit:
     console.print(f"[red]error:[/] {message}")
@@ -51,10 +56,8 @@ def assign_command(
     trips: Annotated[Path | None, typer.Option(
         help="TNTP trips file, or OMX (.omx): a lookup of zone numbers 1..N, or none for "
         "zones in order.")] = None,
-    omx_matrix: Annotated[str | None, typer.Option(
-        help="The OMX file's matrix to assign, where it holds several.")] = None,
-    omx_lookup: Annotated[str | None, typer.Option(
-        help="The OMX file's zone lookup to use, where it holds several.")] = None,
+    omx_matrix: OmxMatrix = None,
+    omx_lookup: OmxLookup = None,
     gap: Annotated[float, typer.Option(help="Relative gap to reach, (TSTT - SPTT) / TSTT.")
                    ] = 1e-5,
     out: Annotated[Path | None, typer.Option(
@@ -222,10 +225,8 @@ def run_command(
         "--demand", "--od",
         help="Import the OD matrix of the hour: CSV origin,destination,trips (zone ids), or "
         "OMX (.omx) with a lookup of zone ids; default: demand from the buildings.")] = None,
-    omx_matrix: Annotated[str | None, typer.Option(
-        help="The OMX file's matrix, where it holds several.")] = None,
-    omx_lookup: Annotated[str | None, typer.Option(
-        help="The OMX file's zone lookup, where it holds several.")] = None,
+    omx_matrix: OmxMatrix = None,
+    omx_lookup: OmxLookup = None,
     peak_hour_factor: Annotated[float, typer.Option(
         help="Share of the day's trips in the analysed hour.")] = 0.1,
     mean_trip_min: Annotated[float | None, typer.Option(

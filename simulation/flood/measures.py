@@ -155,6 +155,15 @@ def _mask(domain: Domain, areas: list[dict]) -> np.ndarray:
     return (burnt > 0) & domain.grid.active
 
 
+def _ground(domain: Domain, area: dict, measure: str) -> np.ndarray:
+    """The open ground (no building, no water) of the grid within ``area``."""
+    cells = _mask(domain, [area]) & (domain.cover != Cover.building) \
+        & (domain.cover != Cover.water)
+    if not cells.any():
+        raise FloodInputError(f"{measure}: the area covers no ground of the grid")
+    return cells
+
+
 def apply(domain: Domain, measures: Measures) -> Retention | None:
     """Edit the domain in place; returns the stores of green roofs and pavement (or None).
     Each measure that finds nothing to act on is refused (a typo in an id or an area)."""
@@ -189,20 +198,13 @@ def apply(domain: Domain, measures: Measures) -> Retention | None:
         domain.notes.append(f"green roofs: {int(chosen.sum())} buildings hold back "
                             f"{roofs.retention_mm:g} mm ({int(roof.sum())} cells)")
     for k, pavement in enumerate(measures.permeable_pavement):
-        ground = _mask(domain, [pavement.area]) & (domain.cover != Cover.building) \
-            & (domain.cover != Cover.water)
-        if not ground.any():
-            raise FloodInputError(f"permeable_pavement[{k}]: the area covers no ground of the "
-                                  "grid")
+        ground = _ground(domain, pavement.area, f"permeable_pavement[{k}]")
         store(ground, pavement.infiltration_mm_h / 3.6e6, np.inf)
         domain.notes.append(f"permeable pavement: {pavement.infiltration_mm_h:g} mm/h over "
                             f"{ground.sum() * grid.cell_area:.0f} m²")
     for k, pond in enumerate(measures.storage_ponds):
         # Ground only: a pond dug under a lake would lower the lake.
-        cells = _mask(domain, [pond.area]) & (domain.cover != Cover.building) \
-            & (domain.cover != Cover.water)
-        if not cells.any():
-            raise FloodInputError(f"storage_ponds[{k}]: the area covers no ground of the grid")
+        cells = _ground(domain, pond.area, f"storage_ponds[{k}]")
         depth = pond.volume_m3 / (cells.sum() * grid.cell_area)
         grid.z[cells] -= depth
         domain.cover[cells] = Cover.water
