@@ -15,6 +15,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from pyproj import Transformer
 from shapely.geometry import LineString, Point, box
 
@@ -147,6 +148,11 @@ class Page:
         self.page = self.context.new_page()
         self.page.on("console", self._on_console)
         self.page.on("pageerror", lambda e: self.console.append(str(e)))
+        # Requests not yet answered: said when a render never finishes.
+        self.in_flight: set[str] = set()
+        self.page.on("request", lambda r: self.in_flight.add(r.url))
+        self.page.on("requestfinished", lambda r: self.in_flight.discard(r.url))
+        self.page.on("requestfailed", lambda r: self.in_flight.discard(r.url))
 
     def _on_console(self, message) -> None:
         # Chromium logs every 4xx answer as an error: only those a test asks for are allowed.
@@ -169,7 +175,12 @@ class Page:
         self.wait_render()
 
     def wait_render(self) -> None:
-        self.page.wait_for_function(READY, timeout=45_000)
+        try:
+            self.page.wait_for_function(READY, timeout=45_000)
+        except PlaywrightTimeout:
+            pending = self.page.evaluate("window.__cim?.pending?.() ?? 'the page has not started'")
+            raise AssertionError(f"no finished render in 45 s; still loading: {pending}; "
+                                 f"requests unanswered: {sorted(self.in_flight)}") from None
         assert self.page.evaluate("window.__cim.errors") == []
 
     def clean(self) -> None:

@@ -46,8 +46,11 @@ function tilesetLayer({id, href}, key, underground) {
     data: href,
     loader: Tiles3DLoader,
     // The key travels with every request of an internal tileset (tileset.json and glb).
+    // Unthrottled: loaders.gl's request scheduler may cancel a tile it judges out of date,
+    // and nothing asks for it again until the camera moves, so a still view never finished
+    // loading; these tilesets have a few small tiles, throttling buys nothing.
     loadOptions: {fetch: key ? {headers: {'X-API-Key': key}} : {},
-      tileset: {maximumScreenSpaceError: 8, throttleRequests: true}},
+      tileset: {maximumScreenSpaceError: 8, throttleRequests: false}},
     _subLayerProps: {scenegraph: {type: VertexColourScenegraphLayer, _lighting: 'flat'}},
     // Below ground the pipes would be hidden by whatever is drawn over them.
     parameters: underground && id === UNDERGROUND ? {depthCompare: 'always'} : {},

@@ -59,6 +59,8 @@ export function watchReady(map, overlay) {
   map.on('idle', start);
   map.on('moveend', start);
   status.settle = start;
+  // What keeps the page from being ready: said when a test times out waiting for it.
+  status.pending = () => [...(map.loaded() ? [] : ['map']), ...overlay.pending()];
 }
 
 function addControls(map) {
@@ -81,8 +83,18 @@ export function createOverlay(map) {
     },
     pick: params => overlay.pickObject(params),
     // Every deck.gl layer has what it needs for the current view (tiles included).
-    loaded: () => [...groups.values()].flat().every(layer => layer.props.visible === false || layer.isLoaded)
+    loaded: () => [...groups.values()].flat().every(layer => layer.props.visible === false || layer.isLoaded),
+    pending: () => [...groups.values()].flat()
+      .filter(layer => layer.props.visible !== false && !layer.isLoaded).map(describe)
   };
+}
+
+// A layer that has not loaded, with its 3D tileset's traversal state when it has one.
+function describe(layer) {
+  const tileset = layer.state?.tileset3d;
+  if (!tileset) return layer.id;
+  return `${layer.id} (frame ${tileset.frameNumber}, loading ${tileset._pendingCount}, `
+    + `requested ${tileset._requestedTiles.length})`;
 }
 
 export function view(map) {
