@@ -9,6 +9,9 @@ prints requests/s, p50/p95/p99 latency per kind and overall, errors (any status 
 the database afterwards (an acknowledged create must exist; an acknowledged PATCH's height
 must be the stored one unless a later acknowledged one replaced it), beside the issue's
 targets: zero errors, zero lost edits, p99 under 250 ms at 64 clients on a 2-core machine.
+It also prints the tiles' answers by ``X-Cache`` (edits evict tiles, so the hit rate falls
+with the share of edits) and the CPU per request of the server, PostgreSQL and this load
+generator, which a shared machine's load average blurs less than the latencies.
 
 The city is the generated one (``cim demo generate``), loaded once into a cluster of its own
 under ``bench/out/load`` (bench/serving.py's helpers load it and start the server). The rate
@@ -25,6 +28,7 @@ import asyncio
 import json
 import os
 import random
+import resource
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -54,6 +58,7 @@ class Tally:
     dropped: int = 0
     created: set[str] = field(default_factory=set)
     heights: dict[str, float] = field(default_factory=dict)  # last acknowledged per object
+    cache: dict[str, int] = field(default_factory=dict)  # tile answers by X-Cache
 
     def seen(self, kind: str, status: int, seconds: float) -> None:
         self.latencies[kind].append(seconds)
@@ -147,6 +152,8 @@ async def client(number: str, base: str, key: str, extent: list[float], mix: dic
             tally.dropped += 1
             continue
         tally.seen(kind, status, time.perf_counter() - started)
+        if "x-cache" in got:
+            tally.cache[got["x-cache"]] = tally.cache.get(got["x-cache"], 0) + 1
         if method == "POST" and status == 201:
             oid = got["location"].rsplit("/", 1)[1]
             tally.created.add(oid)
@@ -231,6 +238,8 @@ def main() -> None:
         server = serving.start_server(stack, "load", cmd, env, port, "/ready")
         tally = Tally()
         rng = random.Random(args.seed)
+        meter = serving.CpuMeter(server, WORK / "pgdata")
+        before, usage = meter.sample(), resource.getrusage(resource.RUSAGE_SELF)
         print(f"{args.clients} clients for {args.seconds:g} s on {server.base} "
               f"({args.workers} workers, {args.buildings:,}-building city, mix {mix}); "
               f"load average {os.getloadavg()[0]:.2f}")
@@ -245,6 +254,7 @@ def main() -> None:
 
         asyncio.run(run())
         wall = time.perf_counter() - started
+        after, used = meter.sample(), resource.getrusage(resource.RUSAGE_SELF)
         server.stop()
         creates, heights = found(url, tally)
 
@@ -256,9 +266,19 @@ def main() -> None:
         print(f"{kind:<10}{len(values):>10,}{len(values) / wall:>9.1f}{pct(values, 50):>9.1f}"
               f"{pct(values, 95):>9.1f}{pct(values, 99):>9.1f}")
     print(f"statuses {dict(sorted(tally.statuses.items()))}, dropped connections "
-          f"{tally.dropped}")
+          f"{tally.dropped}; tiles by X-Cache {dict(sorted(tally.cache.items()))}")
     print(f"edits: {len(tally.created):,} creates acknowledged, {creates:,} found; "
           f"{len(tally.heights):,} objects' last acknowledged height, {heights:,} as stored")
+    # CPU per request is what a shared machine's load average cannot blur: throughput on
+    # two idle cores is at most 2 s / (server + PostgreSQL CPU per request).
+    per = max(len(every), 1)
+    server_ms = meter.spent(before[0], after[0]) / per * 1000
+    pg_ms = meter.spent(before[1], after[1]) / per * 1000
+    client_ms = ((used.ru_utime + used.ru_stime) - (usage.ru_utime + usage.ru_stime)) \
+        / per * 1000
+    print(f"CPU per request: server {server_ms:.2f} ms, PostgreSQL {pg_ms:.2f} ms, load "
+          f"generator {client_ms:.2f} ms (at most {2000 / max(server_ms + pg_ms, 1e-9):.0f} "
+          "req/s on 2 idle cores)")
     p99 = pct(every, 99)
     lost = (len(tally.created) - creates) + (len(tally.heights) - heights)
     print(f"\ntargets: errors 0 -> {tally.errors}; lost edits 0 -> {lost}; "

@@ -11,11 +11,12 @@ apps in one process (the tests) never mix their figures.
 from __future__ import annotations
 
 import contextvars
+import itertools
 import json
 import logging
 import re
+import secrets
 import time
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -58,13 +59,16 @@ class Metrics:
 class RequestObserver:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app, self.metrics = app, metrics
+        # Ids unique across processes without a random draw per request: a random prefix
+        # per process, then a counter.
+        self.prefix, self.counter = secrets.token_hex(4), itertools.count()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        rid = given if _GIVEN_ID.match(given) else uuid.uuid4().hex[:16]
+        rid = given if _GIVEN_ID.match(given) else f"{self.prefix}{next(self.counter):08x}"
         token = request_id.set(rid)
         started = time.perf_counter()
         status, cache = 500, None

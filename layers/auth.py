@@ -26,7 +26,10 @@ def principal_dependency(access: AccessSettings) -> Callable[..., Principal]:
                           anonymous=True)
 
     def lookup(request: Request, secret: str) -> Principal | None:
-        with request.app.state.engine.connect() as conn:
+        # Every keyed request asks (so a revoked key is refused at once): one statement, in
+        # autocommit, with no BEGIN and ROLLBACK round trips around it.
+        engine = request.app.state.engine
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             return principal_for(conn, secret)
 
     # Async so an anonymous request (every cached tile) never waits for a worker thread;

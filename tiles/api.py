@@ -6,11 +6,14 @@ morecantile defines that we enable; a layer the reader may not see is a 404, and
 from the base map, TileJSON and style.
 Tiles go through the server-side cache (``app.state.tile_cache``, None when disabled) and
 are sent gzip-compressed as stored to clients that accept it; ``X-Cache`` says hit or miss.
+Concurrent misses of one tile share one render (unless an eviction covering the tile came
+after that render began), so a tile evicted under load is drawn once, not once per reader.
 
 (No postponed annotations here: FastAPI resolves the route closures' dependencies at
 definition time.)
 """
 
+import asyncio
 import gzip
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -27,7 +30,8 @@ from layers.errors import NotFound
 from layers.model import MAX_ZOOM, LayerDefinition
 from layers.responses import cached
 from tiles.cache import TileCache, TileKey, Tileset, cached_tile
-from tiles.grid import GRIDS, SERVED
+from tiles.grid import SERVED
+from tiles.grid import grid as lookup_grid
 from tiles.metadata import attribution, vector_layers, zoom_range
 from tiles.style import style_document
 
@@ -63,12 +67,40 @@ def tiles_router(catalog: list[LayerDefinition], name: str,
     Visible = Annotated[list[LayerDefinition], Depends(visible)]
 
     engine = read_engine_for(principal)
+    grids = {tms_id: lookup_grid(tms_id) for tms_id in SERVED}
+    # Renders in flight: key -> (cache generation before it began, its result or None).
+    flights: dict[TileKey, tuple[int, asyncio.Future[bytes | None]]] = {}
+
+    async def rendered(cache: TileCache | None, db: Engine, tileset: Tileset,
+                       chosen: list[LayerDefinition], tms: morecantile.TileMatrixSet,
+                       z: int, x: int, y: int) -> tuple[bytes, bool]:
+        """The compressed tile and whether the cache held it, sharing a render in flight."""
+        if cache is None or not cache.active:  # nothing tells whether a render is stale
+            return await run_in_threadpool(cached_tile, cache, db, tileset, chosen, tms,
+                                           z, x, y)
+        key = TileKey(tileset.name, tms.id, z, x, y)
+        flight = flights.get(key)
+        if flight is not None and not cache.stale(key, tileset.layers, flight[0]):
+            shared = await asyncio.shield(flight[1])
+            if shared is not None:
+                return shared, False
+        future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+        flights[key] = (cache.generation, future)
+        data: bytes | None = None
+        try:
+            data, hit = await run_in_threadpool(cached_tile, cache, db, tileset, chosen, tms,
+                                                z, x, y)
+        finally:
+            future.set_result(data)  # None if it failed: whoever waited renders for itself
+            if flights.get(key, (0, None))[1] is future:
+                del flights[key]
+        return data, hit
 
     async def grid(tileMatrixSetId: str) -> morecantile.TileMatrixSet:  # as in the OGC spec
-        if tileMatrixSetId not in SERVED:
+        if tileMatrixSetId not in grids:
             raise NotFound(f"no tile matrix set {tileMatrixSetId!r}; "
                            f"served: {', '.join(SERVED)}")
-        return GRIDS.get(tileMatrixSetId)
+        return grids[tileMatrixSetId]
 
     async def layer_for(collectionId: str,  # named as in the OGC spec
                         who: Annotated[Principal, Depends(principal)]) -> LayerDefinition:
@@ -87,8 +119,7 @@ def tiles_router(catalog: list[LayerDefinition], name: str,
         data = cache.in_memory(TileKey(tileset.name, tms.id, z, x, y)) if cache else None
         hit = data is not None
         if data is None:
-            data, hit = await run_in_threadpool(cached_tile, cache, db, tileset, chosen, tms,
-                                                z, x, y)
+            data, hit = await rendered(cache, db, tileset, chosen, tms, z, x, y)
         headers = {"X-Cache": "hit" if hit else "miss", "Vary": "Accept-Encoding"}
         if not data:
             return Response(status_code=204, headers=headers)
@@ -145,7 +176,7 @@ def tiles_router(catalog: list[LayerDefinition], name: str,
     def tile_matrix_sets(request: Request) -> JSONResponse:
         base = str(request.base_url).rstrip("/")
         return JSONResponse({"tileMatrixSets": [
-            {"id": tms_id, "title": GRIDS.get(tms_id).title,
+            {"id": tms_id, "title": grids[tms_id].title,
              "links": [{"href": f"{base}/tileMatrixSets/{tms_id}", "rel": "self",
                         "type": "application/json"}]} for tms_id in SERVED]})
 

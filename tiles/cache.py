@@ -6,9 +6,11 @@ after the exact set of layers it draws (readers with different clearances get di
 maps). Eviction takes lon/lat envelopes and the layers a change touched and drops, at every
 zoom held, the tiles within the tile buffer of each envelope (``tiles.invalidation`` feeds it).
 
-A render that started before an eviction is not stored (``generation``), so a tile drawn from
-data read just before a change can never outlive the change's eviction. Until the invalidation
-feed has caught up with the database the cache is inactive: reads miss and nothing is stored.
+A render that started before an eviction covering its tile is not stored (``generation``
+and the log of recent evictions), so a tile drawn from data read just before a change can
+never outlive the change's eviction, while evictions elsewhere (under a stream of edits,
+several a second) leave it alone. Until the invalidation feed has caught up with the database
+the cache is inactive: reads miss and nothing is stored.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import hashlib
 import json
 import os
 import threading
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict, defaultdict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +29,7 @@ import morecantile
 from sqlalchemy import Engine
 
 from layers.model import LayerDefinition
-from tiles.grid import GRIDS, BBox, TileRange, project, tile_range
+from tiles.grid import GRIDS, BBox, TileRange, grid, project, tile_range
 from tiles.mvt import BUFFER, EXTENT, render_tile
 
 ENTRY_OVERHEAD = 200
@@ -35,6 +37,9 @@ ENTRY_OVERHEAD = 200
 DIRECT_UNLINK = 16
 """Ranges up to this many tiles are removed by path; larger ones by listing the folders."""
 LAYERS_FILE = "layers.json"
+EVICTIONS_KEPT = 1024
+"""Recent evictions remembered for staleness checks; a render older than all of them is
+refused (renders take milliseconds, evictions come a few a second at most)."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,8 @@ class TileCache:
         self.folder: Path | None = None
         self.active = False
         self.generation = 0
+        self._floor = 0  # renders started before this generation are never stored
+        self._evictions: deque[tuple[int, frozenset[str], _Ranges]] = deque()
         self._lock = threading.Lock()
         self._memory: OrderedDict[TileKey, bytes] = OrderedDict()
         self._size = 0
@@ -96,10 +103,29 @@ class TileCache:
             self._size = 0
             self._described.clear()
             self.generation += 1
+            self._floor = self.generation
+            self._evictions.clear()
 
     def _path(self, key: TileKey) -> Path:
         assert self.folder is not None
         return self.folder / key.tileset / key.tms / str(key.z) / str(key.x) / f"{key.y}.mvt.gz"
+
+    def stale(self, key: TileKey, layers: frozenset[str], generation: int) -> bool:
+        """Whether a tile of ``layers`` read or rendered from ``generation`` on may be out of
+        date: an eviction since then covered it (or is no longer remembered)."""
+        with self._lock:
+            return self._stale(key, layers, generation)
+
+    def _stale(self, key: TileKey, layers: frozenset[str], generation: int) -> bool:
+        if generation < self._floor:
+            return True
+        for at, evicted, ranges in reversed(self._evictions):
+            if at <= generation:
+                break
+            if evicted & layers and any(x0 <= key.x <= x1 and y0 <= key.y <= y1
+                                        for x0, y0, x1, y1 in ranges.at(key.tms, key.z)):
+                return True
+        return False
 
     def in_memory(self, key: TileKey) -> bytes | None:
         """The tile if the memory tier holds it (no disk access: safe on an event loop)."""
@@ -126,22 +152,25 @@ class TileCache:
         except (FileNotFoundError, NotADirectoryError):
             return None
         with self._lock:
-            if generation == self.generation:  # not evicted while we read it
+            # Not evicted while we read it (a tileset not seen yet: only if nothing was).
+            layers = self._tilesets.get(key.tileset)
+            fresh = (generation == self.generation if layers is None
+                     else not self._stale(key, layers, generation))
+            if fresh:
                 self._remember(key, data)
         return data
 
     def put(self, tileset: Tileset, key: TileKey, data: bytes, generation: int) -> bool:
         """Store a tile rendered after ``generation`` was read; False if that is now stale."""
         with self._lock:
-            if not self.active or generation != self.generation:
+            if not self.active or self._stale(key, tileset.layers, generation):
                 return False
             self._tilesets[tileset.name] = tileset.layers
             self._remember(key, data)
         if self.folder is not None:
             self._write(tileset, key, data)
-            with self._lock:
-                stale = generation != self.generation
-            if stale:  # an eviction ran while we wrote: it may have missed this file
+            # An eviction logged since the check above may have looked for this file first.
+            if self.stale(key, tileset.layers, generation):
                 self._path(key).unlink(missing_ok=True)
                 return False
         return True
@@ -186,15 +215,17 @@ class TileCache:
         Returns how many tiles were removed (memory and disk counted separately)."""
         ranges = _Ranges(bboxes, BUFFER / EXTENT)
         removed = 0
-        # Disk first, memory last, each after a generation step: a read or render in flight
-        # can then neither put a stale tile back in memory nor leave one on disk.
+        # Logged first, then disk, then memory: a read or render in flight can then neither
+        # put a stale tile back in memory nor leave one on disk.
         with self._lock:
             self.generation += 1
+            self._evictions.append((self.generation, frozenset(layers), ranges))
+            if len(self._evictions) > EVICTIONS_KEPT:
+                self._floor = self._evictions.popleft()[0]
         for name, drawn in self._disk_tilesets().items():
             if drawn is None or drawn & layers:
                 removed += _evict_folder(self.folder / name, ranges)  # type: ignore[operator]
         with self._lock:
-            self.generation += 1
             for (name, tms, z), held in list(self._index.items()):
                 if not self._tilesets.get(name, frozenset()) & layers:
                     continue
@@ -220,7 +251,7 @@ class _Ranges:
 
     def at(self, tms_id: str, z: int) -> set[TileRange]:
         if (tms_id, z) not in self._ranges:
-            tms = GRIDS.get(tms_id)
+            tms = grid(tms_id)
             if tms_id not in self._projected:
                 self._projected[tms_id] = [xy for b in self.bboxes
                                            if (xy := project(tms, b)) is not None]
@@ -294,7 +325,8 @@ def cached_tile(cache: TileCache | None, engine: Engine, tileset: Tileset,
         if data is not None:
             return data, True
     generation = cache.generation if cache is not None else 0  # read before the render
-    with engine.connect() as conn:
+    # One statement: in autocommit it costs no BEGIN and ROLLBACK round trips.
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         data = compress(render_tile(conn, layers, tms, z, x, y))
     if cache is not None:
         cache.put(tileset, key, data, generation)

@@ -6,6 +6,7 @@ at zoom 22 costs the same as at zoom 0.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import morecantile
@@ -22,6 +23,13 @@ BBox = tuple[float, float, float, float]
 """west, south, east, north (lon/lat) or left, bottom, right, top (grid CRS)."""
 TileRange = tuple[int, int, int, int]
 """x0, y0, x1, y1, inclusive."""
+
+
+@functools.cache
+def grid(tms_id: str) -> morecantile.TileMatrixSet:
+    """A grid by id, looked up once: ``GRIDS.get`` deep-copies it (over a millisecond) each
+    time, which per tile request or per eviction adds up."""
+    return GRIDS.get(tms_id)
 
 
 def project(tms: morecantile.TileMatrixSet, bbox: BBox) -> BBox | None:
