@@ -1,30 +1,34 @@
-"""Benchmark: our assignment beside AequilibraE's bi-conjugate Frank-Wolfe, in one run.
+"""Benchmark: our assignment beside pytraf and AequilibraE's bi-conjugate Frank-Wolfe, in one run.
 
 The public TNTP networks in ``../shared/data/traffic`` (Sioux Falls, Anaheim, Chicago Sketch
-with its 0.04 min/mile distance cost), each to relative gaps of 1e-4 and 1e-5. Both are judged
+with its 0.04 min/mile distance cost), each to relative gaps of 1e-4 and 1e-5. All are judged
 by the same textbook gap, (TSTT − SPTT) / TSTT computed by us from the final flows;
 AequilibraE's own stopping gap reads below it, so its target is tightened until the textbook
 gap is reached, and the run that reached it is the one shown. RMSE is against the best-known
-flows on flow-dependent links, in % of their mean flow. Ours is timed whole (engine setup,
-solve and our gap check); AequilibraE's ``execute()`` only.
+flows on flow-dependent links, in % of their mean flow. Ours (``assign``'s engines: ``bush``,
+our Algorithm B, and ``pytraf``) is timed whole (setup, solve and our gap check);
+AequilibraE's ``execute()`` only. The Numba kernels of ``bush`` are compiled (or loaded from
+Numba's cache) by a first call on a two-link network, timed and printed apart, never inside a
+network's figure.
 
 ``--city`` adds ours alone on the city in the configured database (``cim demo load`` first;
 ``--buildings 470000`` for the census-sized city): the car network from its roads (grid zones
 of ``--grid`` metres), the demand from its buildings by the gravity model, and the assignment
 to both gaps; its times do not include building the network or the demand, printed apart.
-Measured on this loaded 2-core machine: the demo city (3,095 links, 35 zones, 39,000 trips)
-0.03 CPU s to 1e-4; the 470,000-building city (59,383 links, 639 zones, 881,000 trips) to
-1e-4 in 12 sweeps and 81 CPU s (126 in a second run, load average 10-12) with the origins
-visited largest gap first (``--order largest_gap``, the default now), and to 1e-5 in 23
-sweeps and 156 CPU s; in a fixed order the same network took 462 CPU s and 73 sweeps to 1e-4
-(8 fixed-order sweeps reach 6.6e-3 where 8 largest-gap sweeps reach 6.3e-4).
+Measured with pytraf on this loaded 2-core machine: the demo city (3,095 links, 35 zones,
+39,000 trips) 0.03 CPU s to 1e-4; the 470,000-building city (59,383 links, 639 zones, 881,000
+trips) to 1e-4 in 12 sweeps and 81 CPU s (126 in a second run, load average 10-12) with the
+origins visited largest gap first (``--order largest_gap``, pytraf's default here), and to
+1e-5 in 23 sweeps and 156 CPU s; in a fixed order the same network took 462 CPU s and 73
+sweeps to 1e-4.
 
 AequilibraE 1.7.2 runs in its own virtual environment (``bench/out/traffic-venv``, made on
 first use) in a child process that imports nothing of ours; it gets the network and demand as
 arrays in an ``.npz`` file and sends back its flows.
 
     python bench/traffic.py [--networks SiouxFalls,Anaheim,ChicagoSketch] [--threads 1]
-                            [--city] [--grid 1000] [--order fixed|largest_gap|...]
+                            [--engines bush,pytraf] [--no-anchor] [--city] [--grid 1000]
+                            [--order fixed|largest_gap|...]
 """
 
 from __future__ import annotations
@@ -123,7 +127,22 @@ def rmse_percent(network, volume: np.ndarray, best: np.ndarray) -> float:
     return 100.0 * float(np.sqrt(np.mean(error**2)) / best[depends].mean())
 
 
-def bench_network(name: str, threads: int, order: str) -> list[tuple]:
+def warm_up() -> float:
+    """Seconds of the first ``bush`` call: Numba compiles its kernels (or loads them from its
+    cache) then, so no network's figure includes it."""
+    from simulation.traffic.assignment import Demand, Network, assign
+
+    network = Network(num_nodes=2, init_node=np.array([0, 0]), term_node=np.array([1, 1]),
+                      capacity=np.array([10.0, 20.0]), free_flow_time=np.array([1.0, 1.0]),
+                      alpha=np.full(2, 0.15), beta=np.full(2, 4.0), length_km=np.ones(2),
+                      zone_nodes=np.array([0, 1]))
+    started = time.perf_counter()
+    assign(network, Demand(np.array([[0.0, 30.0], [0.0, 0.0]])), gap=1e-6)
+    return time.perf_counter() - started
+
+
+def bench_network(name: str, threads: int, engines: list[str], order: str,
+                  anchor: bool) -> list[tuple]:
     from simulation.traffic import tntp
     from simulation.traffic.assignment import assign, relative_gap
 
@@ -140,27 +159,35 @@ def bench_network(name: str, threads: int, order: str) -> list[tuple]:
              through=network.through_zones)
     rows = []
     for gap in GAPS:
-        ours = assign(network, demand, gap=gap, threads=threads, order=order)
-        rows.append((name, gap, f"ours ({order})", ours.cpu_s, ours.wall_s, ours.iterations,
-                     ours.relative_gap, rmse_percent(network, ours.volume, best), ""))
-        target = gap
-        for _ in range(8):
-            anchor = run_anchor(npz, target, threads)
-            flow = np.asarray(anchor["flow"])
-            reached = relative_gap(network, demand, flow)
-            if reached <= gap:
-                break
-            target *= TIGHTEN
-        rows.append((name, gap, "AequilibraE bfw", anchor["cpu_s"], anchor["wall_s"],
-                     anchor["iterations"], reached, rmse_percent(network, flow, best),
-                     f"target {target:.1e}"))
-        print(*_format(rows[-2]), sep="  ", flush=True)
-        print(*_format(rows[-1]), sep="  ", flush=True)
+        for engine in engines:
+            ours = assign(network, demand, gap=gap, engine=engine, threads=threads,
+                          order=order)
+            rows.append((name, gap, _label(engine, order), ours.cpu_s, ours.wall_s,
+                         ours.iterations, ours.relative_gap,
+                         rmse_percent(network, ours.volume, best), ""))
+            print(*_format(rows[-1]), sep="  ", flush=True)
+        if anchor:
+            target = gap
+            for _ in range(8):
+                result = run_anchor(npz, target, threads)
+                flow = np.asarray(result["flow"])
+                reached = relative_gap(network, demand, flow)
+                if reached <= gap:
+                    break
+                target *= TIGHTEN
+            rows.append((name, gap, "AequilibraE bfw", result["cpu_s"], result["wall_s"],
+                         result["iterations"], reached, rmse_percent(network, flow, best),
+                         f"target {target:.1e}"))
+            print(*_format(rows[-1]), sep="  ", flush=True)
         print(f"  load average {_load()}", flush=True)
     return rows
 
 
-def bench_city(threads: int, grid_m: float, order: str) -> list[tuple]:
+def _label(engine: str, order: str) -> str:
+    return "ours (Algorithm B)" if engine == "bush" else f"pytraf ({order})"
+
+
+def bench_city(threads: int, grid_m: float, engines: list[str], order: str) -> list[tuple]:
     """Ours on the configured database's city: network and demand built, then assigned."""
     from cim.db.engine import make_engine
     from cim.settings import load_settings
@@ -190,12 +217,14 @@ def bench_city(threads: int, grid_m: float, order: str) -> list[tuple]:
           flush=True)
     rows = []
     for gap in GAPS:
-        ours = assign(n, fitted.demand, gap=gap, threads=threads, order=order)
-        rows.append((f"city {len(buildings)}", gap, f"ours ({order})", ours.cpu_s, ours.wall_s,
-                     ours.iterations, ours.relative_gap, float("nan"),
-                     f"{n.num_links} links"))
-        print(*_format(rows[-1]), sep="  ", flush=True)
-        print(f"  load average {_load()}", flush=True)
+        for engine in engines:
+            ours = assign(n, fitted.demand, gap=gap, engine=engine, threads=threads,
+                          order=order)
+            rows.append((f"city {len(buildings)}", gap, _label(engine, order), ours.cpu_s,
+                         ours.wall_s, ours.iterations, ours.relative_gap, float("nan"),
+                         f"{n.num_links} links"))
+            print(*_format(rows[-1]), sep="  ", flush=True)
+            print(f"  load average {_load()}", flush=True)
     return rows
 
 
@@ -205,7 +234,7 @@ def _load() -> str:
 
 
 HEADER = ("network", "gap", "engine", "CPU s", "wall s", "iter", "final gap", "RMSE %", "note")
-WIDTHS = (14, 6, 18, 8, 8, 6, 10, 8, 14)
+WIDTHS = (14, 6, 20, 8, 8, 6, 10, 8, 14)
 
 
 def _format(row: tuple) -> list[str]:
@@ -222,27 +251,36 @@ def main() -> None:
     parser.add_argument("--city", action="store_true",
                         help="also ours on the city in the configured database")
     parser.add_argument("--grid", type=float, default=1000.0, help="the city's zone grid, m")
+    parser.add_argument("--engines", default="bush,pytraf",
+                        help="assign's engines to run, comma-separated")
+    parser.add_argument("--no-anchor", action="store_true", help="skip AequilibraE")
     parser.add_argument("--order", default=None,
-                        help="the engine's origin order per sweep (default: assign's own)")
+                        help="pytraf's origin order per sweep (default: assign's own)")
     args = parser.parse_args()
     if not DATA.is_dir():
         sys.exit(f"no test networks: {DATA} is missing")
     OUT.mkdir(parents=True, exist_ok=True)
     names = [name for name in args.networks.split(",") if name]  # --networks '' : city only
-    if names:
+    if names and not args.no_anchor:
         anchor_python()
-    from simulation.traffic.assignment import ORIGIN_ORDER
+    from simulation.traffic.assignment import ENGINES, ORIGIN_ORDER
 
     order = args.order or ORIGIN_ORDER
+    engines = [engine for engine in args.engines.split(",") if engine]
+    if unknown := set(engines) - set(ENGINES):
+        sys.exit(f"unknown engines {sorted(unknown)}: use {', '.join(ENGINES)}")
+    if "bush" in engines:
+        print(f"Numba compile (or cache load) of Algorithm B: {warm_up():.2f} s wall, "
+              "not in the figures below")
     print(f"load average {_load()}")
     print(*[h.ljust(w) for h, w in zip(HEADER, WIDTHS, strict=True)], sep="  ")
     rows = []
     for name in names:
         if name not in NETWORKS:
             sys.exit(f"unknown network {name!r}: use {', '.join(NETWORKS)}")
-        rows += bench_network(name, args.threads, order)
+        rows += bench_network(name, args.threads, engines, order, not args.no_anchor)
     if args.city:
-        rows += bench_city(args.threads, args.grid, order)
+        rows += bench_city(args.threads, args.grid, engines, order)
     (OUT / "results.json").write_text(json.dumps(
         [dict(zip(HEADER, row, strict=True)) for row in rows], indent=2))
     print(f"written to {OUT / 'results.json'}")

@@ -64,7 +64,10 @@ def assign_command(
         help="Write link flows: .csv (init_node,term_node,flow,time,voc) or TNTP flow "
         "table.")] = None,
     max_iter: Annotated[int, typer.Option(help="At most this many sweeps.")] = 1000,
-    threads: Annotated[int, typer.Option(help="Solver threads.")] = 1,
+    engine: Annotated[str, typer.Option(
+        help="Solver: bush (our Algorithm B) or pytraf (path-based, reads --threads).")
+                      ] = "bush",
+    threads: Annotated[int, typer.Option(help="Solver threads (pytraf only).")] = 1,
     length_km: Annotated[float, typer.Option(
         help="Kilometres per length unit of the file (1.609344 for miles), for "
         "vehicle-km.")] = 1.0,
@@ -98,8 +101,8 @@ def assign_command(
                                     positional=True)
             else:
                 demand = tntp.read_trips(trips_path, network.num_zones)
-            result = assign(network, demand, gap=gap, max_iter=max_iter, threads=threads,
-                            progress=step)
+            result = assign(network, demand, gap=gap, max_iter=max_iter, engine=engine,
+                            threads=threads, progress=step)
             step(f"{result.iterations} iterations, gap {result.relative_gap:.2e}", 1.0)
         if out is not None:
             tntp.write_flow(out, network, result)

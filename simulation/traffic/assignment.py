@@ -5,33 +5,31 @@ engine, so the engine can be swapped; the convergence check is ours too: the tex
 relative gap (TSTT − SPTT) / TSTT, computed from the final flows with SciPy's Dijkstra,
 whatever the engine reports.
 
-Engine: pytraf 0.3 (PyPI, MIT, a Rust core whose wheel needs only NumPy), path-based
-gradient projection. Measured on this loaded 2-core machine against AequilibraE 1.7.2's
-bi-conjugate Frank-Wolfe, one thread each, both to a textbook gap of 1e-5 (CPU seconds;
-``bench/traffic.py`` prints the full table):
+Engines: ``bush`` (the default), our Dial's Algorithm B compiled with Numba
+(:mod:`simulation.traffic.bush`), and ``pytraf`` 0.3 (PyPI, MIT, a Rust core), a path-based
+gradient projection, kept as an independent engine to check ours against (the tests do) and
+for its path flows and threads. Measured with ``bench/traffic.py`` in one run on this 2-core
+machine at a load average of 13-16, to a textbook gap of 1e-5, CPU seconds (Numba's compile,
+about 11 CPU s once, or its cache load, about 1 s per process, not included):
 
-| network        | pytraf (through ``assign``) | AequilibraE bfw |
-| -------------- | --------------------------- | --------------- |
-| Sioux Falls    | 0.006 s, 19 sweeps          | 3.4 s, 279 it.  |
-| Anaheim        | 0.034 s, 6 sweeps           | 0.60 s, 37 it.  |
-| Chicago Sketch | 2.2 s, 13 sweeps            | 27 s, 151 it.   |
+| network        | Algorithm B (``bush``) | pytraf (largest gap first) | AequilibraE 1.7.2 bfw |
+| -------------- | ---------------------- | -------------------------- | --------------------- |
+| Sioux Falls    | 0.004 s, 36 sweeps     | 0.006 s, 19 sweeps         | 2.2 s, 279 it.        |
+| Anaheim        | 0.020 s, 7 sweeps      | 0.023 s, 6 sweeps          | 0.65 s, 37 it.        |
+| Chicago Sketch | 0.91 s, 14 sweeps      | 2.0 s, 13 sweeps           | 22 s, 151 it.         |
 
-(load average 9-11 on 2 cores; with the origins in a fixed order Chicago Sketch took 2.7 s
-and 15 sweeps in the same conditions.) Where the time goes, by pytraf's own phase timings on
-Chicago Sketch and on the 470,000-building city alike: about two thirds in the engine's
-shortest paths, a quarter in its path-flow updates; building its arrays is negligible and
-our gap check costs 2 % (Chicago, 0.05 s) to 0.5 % (the city, 2 s of about 126). pytraf's
-final relative gap equals ours to every printed digit, with and without zones that paths may
-not pass, so ours is an independent confirmation, kept; its per-sweep gaps are another
-measure and read up to ten times lower than the final one.
-
-Both match the best-known flows (RMSE on flow-dependent links 0.05-0.4 % of the mean flow).
-pytraf is 10 to 300 times faster, keeps path flows (select-link analysis, routes), has turn
-penalties and several classes, and installs in a second without touching our pins; AequilibraE
-pulls in PyTables, OpenMatrix and a project database we do not need, refuses zero free-flow
-times, and its own stopping gap reads below the textbook one. pytraf is young (one
-maintainer): hence this interface, behind which a bi-conjugate Frank-Wolfe on SciPy shortest
-paths could replace it.
+(a C Algorithm B, TAP-B, takes 0.89 s on Chicago Sketch on this kind of machine.) In
+Algorithm B's time on Chicago Sketch about a quarter is the gap check's shortest-path trees,
+one per origin, which it therefore skips on sweeps where the last two gaps predict the target
+is still far; the rest is the bushes' updates and Newton shifts. More equilibration passes
+per bush, or Nie's (2010) relaxed rule for adding links, did not save a sweep there: the
+origins' interaction sets the pace. At city size, on a synthetic grid of 57,780 links and
+639 zones (400,000 trips, to 1e-4, a script outside the repository), Algorithm B took 20 CPU s
+and 3 sweeps, pytraf 45 s and 4; bushes are dense (origins × links) arrays, 340 MB for the
+census-sized city's network. All engines match the best-known flows (RMSE on
+flow-dependent links 0.05-0.6 % of the mean flow at 1e-5). AequilibraE pulls in PyTables,
+OpenMatrix and a project database we do not need, refuses zero free-flow times, and its own
+stopping gap reads below the textbook one.
 
 Units: times in minutes (the TNTP convention), lengths in km, volumes in vehicles per hour.
 """
@@ -41,18 +39,26 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 import numpy as np
 import pytraf
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 
+from simulation.traffic import bush
 from simulation.traffic.errors import TrafficInputError
 
 Progress = Callable[[str, float], None]
 # Origins per Dijkstra call in the gap check: bounds its distance matrix on big networks.
 _ORIGIN_BATCH = 64
-# The engine's origin order per sweep: origins with the largest gap first. On the
+Engine = Literal["bush", "pytraf"]
+ENGINES: tuple[str, ...] = get_args(Engine)
+# Equilibrations of each bush per sweep: more do not save sweeps on the test networks.
+PASSES = 1
+# Shifts between paths closer than this share of the target gap are not worth their time.
+CLOSE = 0.1
+# pytraf's origin order per sweep: origins with the largest gap first. On the
 # 470,000-building city 8 sweeps reach a textbook gap of 6.3e-4 so against 6.6e-3 in a fixed
 # order, at the same cost per sweep; on Chicago Sketch 13 sweeps instead of 15.
 ORIGIN_ORDER = "largest_gap"
@@ -224,22 +230,100 @@ def relative_gap(network: Network, demand: Demand, volume: np.ndarray) -> float:
 
 
 def assign(network: Network, demand: Demand, *, gap: float = 1e-5, max_iter: int = 1000,
-           threads: int | None = 1, order: str = ORIGIN_ORDER,
+           engine: Engine = "bush", threads: int | None = 1, order: str = ORIGIN_ORDER,
            progress: Progress | None = None) -> Result:
     """User equilibrium to a relative gap of ``gap`` (or ``max_iter`` sweeps).
 
     ``converged`` and ``relative_gap`` come from our own check of the final flows. U-turns
-    are allowed, as in the textbook (node-based) problem the gap measures. ``threads`` 1
-    suits a shared machine: the engine's results do not depend on it. ``order`` is the
-    engine's origin order per sweep (``pytraf.Order``: fixed, largest_gap, ...).
+    are allowed, as in the textbook (node-based) problem the gap measures. ``engine`` "bush"
+    is our Algorithm B (:mod:`simulation.traffic.bush`, one thread); "pytraf" is pytraf's
+    path-based gradient projection, which alone reads ``threads`` and ``order`` (its origin
+    order per sweep, ``pytraf.Order``: fixed, largest_gap, ...).
     """
     if not 0 < gap < 1:
         raise TrafficInputError(f"the relative gap must be between 0 and 1, not {gap:g}")
     if demand.trips.shape[0] != network.num_zones:
         raise TrafficInputError(f"the demand has {demand.trips.shape[0]} zones but the "
                                 f"network has {network.num_zones}")
+    if engine not in ENGINES:
+        raise TrafficInputError(f"unknown engine {engine!r}: use {' or '.join(ENGINES)}")
     report = progress or (lambda stage, fraction: None)
     cpu0, wall0 = time.process_time(), time.perf_counter()
+    if engine == "bush":
+        volume, iterations, gaps = _solve_bush(network, demand, gap, max_iter, report)
+    else:
+        volume, iterations, gaps = _solve_pytraf(network, demand, gap, max_iter, threads, order,
+                                                 report)
+    report(f"gap check after {iterations} sweeps", 0.9)
+    n = network
+    travel = bpr(volume, n.free_flow_time, n.capacity, n.alpha, n.beta)
+    achieved = relative_gap(n, demand, volume)
+    return Result(
+        volume=volume, time=travel, cost=travel + n.fixed_cost, voc=volume / n.capacity,
+        relative_gap=achieved, iterations=iterations, converged=achieved <= gap, gaps=gaps,
+        vehicle_hours=float(np.dot(volume, travel)) / 60.0,
+        vehicle_km=float(np.dot(volume, n.length_km)), beckmann=beckmann(n, volume),
+        wall_s=time.perf_counter() - wall0, cpu_s=time.process_time() - cpu0)
+
+
+def _solve_bush(network: Network, demand: Demand, gap: float, max_iter: int,
+                report: Progress) -> tuple[np.ndarray, int, np.ndarray]:
+    """Algorithm B: link flows, sweeps, and the gap after each sweep (NaN where unchecked)."""
+    n = network
+    trips = demand.trips.copy()
+    np.fill_diagonal(trips, 0.0)  # trips within a zone use no link
+    origins = np.flatnonzero(trips.sum(axis=1) > 0)
+    trips = trips[origins]
+    roots = n.zone_nodes[origins].astype(np.int64)
+    zones = n.zone_nodes.astype(np.int64)
+    tail, head = n.init_node.astype(np.int64), n.term_node.astype(np.int64)
+    out_start, out_links = _star(tail, n.num_nodes)
+    in_start, in_links = _star(head, n.num_nodes)
+    blocked = np.zeros(n.num_nodes, dtype=bool)
+    if not n.through_zones:
+        blocked[n.zone_nodes] = True
+    vdf = tuple(np.ascontiguousarray(a, dtype=np.float64) for a in (
+        n.free_flow_time, n.capacity, n.alpha, n.beta, n.fixed_cost))
+    volume, cost, deriv = np.zeros(n.num_links), np.empty(n.num_links), np.empty(n.num_links)
+    bush_flow = np.zeros((len(roots), n.num_links))
+    in_bush = np.zeros((len(roots), n.num_links), dtype=bool)
+    orders = np.empty((len(roots), n.num_nodes), dtype=np.int32)
+    counts = np.empty(len(roots), dtype=np.int64)
+    bush.link_costs(volume, *vdf, cost, deriv)
+    unrouted = bush.initial_bushes(roots, trips, zones, tail, head, out_start, out_links,
+                                   blocked, cost, volume, bush_flow, in_bush, orders, counts)
+    if unrouted.any():
+        where = np.nonzero(unrouted)
+        pairs = [f"{origins[q] + 1} to {z + 1}" for q, z in zip(*where, strict=True)]
+        raise TrafficInputError(f"no path joins {len(pairs)} OD pairs with trips (zones "
+                                f"numbered from 1): {', '.join(pairs[:10])}")
+    report("assign", 0.1)
+    gaps = np.full(max_iter, np.nan)
+    sweeps, next_check = 0, 1
+    while sweeps < max_iter:
+        bush.link_costs(volume, *vdf, cost, deriv)
+        bush.sweep(roots, PASSES, CLOSE * gap, tail, head, out_start, out_links, in_start, in_links,
+                   blocked, *vdf, volume, cost, deriv, bush_flow, in_bush, orders, counts)
+        sweeps += 1
+        if sweeps < next_check and sweeps < max_iter:
+            continue
+        bush.link_costs(volume, *vdf, cost, deriv)
+        tstt = float(np.dot(volume, cost))
+        sptt = bush.shortest_path_travel(roots, trips, zones, cost, head, out_start, out_links,
+                                         blocked)
+        gaps[sweeps - 1] = (tstt - sptt) / tstt if tstt > 0 else 0.0
+        report(f"sweep {sweeps}: gap {gaps[sweeps - 1]:.2e}", 0.1 + 0.8 * _progress(gaps, gap))
+        if gaps[sweeps - 1] <= gap:
+            break
+        next_check = sweeps + _sweeps_to_skip(gaps[:sweeps], gap) + 1
+    # Shifts round the link flows apart from the sum of the bushes': the bushes are the truth.
+    return bush_flow.sum(axis=0), sweeps, gaps[:sweeps]
+
+
+def _solve_pytraf(network: Network, demand: Demand, gap: float, max_iter: int,
+                  threads: int | None, order: str,
+                  report: Progress) -> tuple[np.ndarray, int, np.ndarray]:
+    """pytraf's gradient projection: link flows, sweeps, and its own gap per sweep."""
     n = network
     centroids = None
     if not n.through_zones:
@@ -261,14 +345,31 @@ def assign(network: Network, demand: Demand, *, gap: float = 1e-5, max_iter: int
     except ValueError as exc:
         # The engine names the OD pairs it cannot route; nothing else reaches here.
         raise TrafficInputError(str(exc)) from None
-    report(f"gap check after {solved.iterations} sweeps", 0.9)
-    volume = np.asarray(solved.links.flow, dtype=np.float64)
-    travel = bpr(volume, n.free_flow_time, n.capacity, n.alpha, n.beta)
-    achieved = relative_gap(n, demand, volume)
-    return Result(
-        volume=volume, time=travel, cost=travel + n.fixed_cost, voc=volume / n.capacity,
-        relative_gap=achieved, iterations=int(solved.iterations), converged=achieved <= gap,
-        gaps=np.asarray(solved.diagnostics.sweep_gaps, dtype=np.float64),
-        vehicle_hours=float(np.dot(volume, travel)) / 60.0,
-        vehicle_km=float(np.dot(volume, n.length_km)), beckmann=beckmann(n, volume),
-        wall_s=time.perf_counter() - wall0, cpu_s=time.process_time() - cpu0)
+    return (np.asarray(solved.links.flow, dtype=np.float64), int(solved.iterations),
+            np.asarray(solved.diagnostics.sweep_gaps, dtype=np.float64))
+
+
+def _sweeps_to_skip(gaps: np.ndarray, target: float) -> int:
+    """Sweeps not worth a gap check (it costs a shortest-path tree per origin, half a sweep):
+    half of those the last two checks predict are still needed, the gap falling log-linearly.
+    """
+    checked = np.flatnonzero(np.isfinite(gaps))
+    if len(checked) < 2 or gaps[checked[-1]] <= 0 or gaps[checked[-2]] <= gaps[checked[-1]]:
+        return 0
+    last, before = checked[-1], checked[-2]
+    rate = np.log(gaps[before] / gaps[last]) / (last - before)
+    return int(np.log(gaps[last] / target) / rate) // 2
+
+
+def _progress(gaps: np.ndarray, target: float) -> float:
+    """The share of the way from a gap of 1 to the target, in orders of magnitude."""
+    reached = np.nanmin(gaps)
+    return 1.0 if reached <= target else max(0.0, min(1.0, np.log(reached) / np.log(target)))
+
+
+def _star(node: np.ndarray, num_nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Links grouped by ``node`` (their tail: the forward star; head: the backward one)."""
+    links = np.argsort(node, kind="stable").astype(np.int64)
+    start = np.zeros(num_nodes + 1, dtype=np.int64)
+    np.cumsum(np.bincount(node, minlength=num_nodes), out=start[1:])
+    return start, links
