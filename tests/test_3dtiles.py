@@ -390,3 +390,14 @@ def test_listing_names_the_built_tilesets_a_reader_may_see(city, settings, tmp_p
     drainage = next(t for t in internal if t["id"] == "drainage")
     assert drainage["layers"] == ["drainage_pipes", "drainage_nodes"]
     assert drainage["href"].endswith("/3dtiles/drainage/tileset.json")
+
+
+def test_a_batch_of_concave_footprints_only_is_triangulated():
+    """No convex piece at all (no fan to draw) once made the whole tile fail."""
+    from tiles.threed.extrude import _triangulate
+
+    ell = shapely.Polygon([(0, 0), (20, 0), (20, 10), (10, 10), (10, 30), (0, 30)])
+    xy, _, tri = _triangulate(np.array([ell]))
+    a, b, c = xy[tri[:, 0]], xy[tri[:, 1]], xy[tri[:, 2]]
+    area = ((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0]))
+    assert len(tri) == 4 and (area > 0).all() and area.sum() / 2 == pytest.approx(ell.area)

@@ -1,5 +1,6 @@
-"""Tile pyramids and 3D Tiles on a two-worker Dask LocalCluster (separate processes): the same
-bytes as the single-process path, and a failed run publishes nothing."""
+"""Tile pyramids and 3D Tiles (buildings and infrastructure) on a two-worker Dask LocalCluster
+(separate processes): the same bytes as the single-process path, and a failed run publishes
+nothing."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import morecantile
 import psycopg
 import pytest
 from dask.distributed import Client, LocalCluster
+from shapely.geometry import LineString, Point, box
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
@@ -20,12 +22,14 @@ from cim.history import update_object
 from cim.ingest.pipeline import ImportOptions, import_file
 from layers.catalog import load_catalog
 from layers.model import Classification
+from tests.test_3d_infrastructure import X0, Y0, _import
 from tests.test_3dtiles import _buildings
 from tests.test_cli import cim
 from tests.test_import_formats import write
 from tiles.cache import Tileset
 from tiles.pyramid import data_bbox, seed_pyramid, tiles_in
 from tiles.threed.build import build_buildings
+from tiles.threed.infrastructure import TILESETS, build_infrastructure
 
 GRID = "WebMercatorQuad"
 
@@ -130,7 +134,7 @@ def test_export_on_a_given_scheduler_writes_the_single_process_archive(city, cli
     env = {"CIM_DATABASE_URL": city.url.render_as_string(hide_password=False),
            "CIM_TILES_ENABLED": "false"}
     args = ["tiles", "export", "--min-zoom", "12", "--max-zoom", "16"]
-    alone = cim(*args[:2], str(tmp_path / "alone.pmtiles"), *args[2:], "--no-cluster",
+    alone = cim(*args[:2], str(tmp_path / "alone.pmtiles"), *args[2:], "--in-process",
                 env=env)
     assert alone.returncode == 0, alone.stderr
     spread = cim(*args[:2], str(tmp_path / "spread.pmtiles"), *args[2:], "--scheduler",
@@ -149,11 +153,11 @@ def test_export_on_a_given_scheduler_writes_the_single_process_archive(city, cli
                                                                    "spread.pmtiles"]
 
 
-def test_no_cluster_and_a_scheduler_are_refused(city, tmp_path):
+def test_in_process_and_a_scheduler_are_refused(city, tmp_path):
     env = {"CIM_DATABASE_URL": city.url.render_as_string(hide_password=False)}
-    result = cim("tiles", "build-3d", "--out", str(tmp_path / "3d"), "--no-cluster",
+    result = cim("tiles", "build-3d", "--out", str(tmp_path / "3d"), "--in-process",
                  "--scheduler", "tcp://127.0.0.1:1", env=env)
-    assert result.returncode == 2 and "--no-cluster" in result.stderr
+    assert result.returncode == 2 and "--in-process" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "3d").exists()
 
 
@@ -173,3 +177,64 @@ def test_a_worker_killed_mid_seed_costs_only_its_tasks(city, client, tmp_path):
         len(tiles), 0)
     assert killed and contents(spread) == contents(alone)
     client.wait_for_workers(2, timeout=120)  # the nanny restarts it for later tests
+
+
+@pytest.fixture
+def infrastructure(engine, tmp_path):
+    """Bridges, lakes, pipes and manholes spread out, so a leaf size of 2 makes several tiles
+    per tileset; heights partly unknown (drawn on the 0 m ground: no DEM)."""
+    _import(engine, tmp_path, "structures", [
+        {"fid_": f"B{i}", "kind": "bridge", "clearance_m": 4.0 + i,
+         "deck_elevation": 30.0 if i % 2 else None,
+         "geometry": LineString([(X0 + 300 * i, Y0), (X0 + 300 * i + 80, Y0 + 20)])}
+        for i in range(5)])
+    _import(engine, tmp_path, "water_bodies", [
+        {"fid_": f"W{i}", "kind": "lake", "normal_level": 20.0 + i,
+         "geometry": box(X0 + 250 * i, Y0 + 500, X0 + 250 * i + 90, Y0 + 580)}
+        for i in range(5)])
+    _import(engine, tmp_path, "drainage_nodes", [
+        {"fid_": f"M{i}", "kind": "manhole", "ground_elevation": 21.0,
+         "geometry": Point(X0 + 200 * i, Y0 + 900)} for i in range(6)])
+    _import(engine, tmp_path, "drainage_pipes", [
+        {"fid_": f"P{i}", "diameter_m": 0.4 + 0.1 * i, "upstream_invert": 19.0 - 0.1 * i,
+         "geometry": LineString([(X0 + 200 * i, Y0 + 900), (X0 + 200 * i + 200, Y0 + 900)])}
+        for i in range(5)])
+    return engine
+
+
+def test_two_workers_build_the_same_infrastructure_tilesets(infrastructure, settings, client,
+                                                            tmp_path):
+    alone = build_infrastructure(infrastructure, tmp_path / "alone", settings.storage.root,
+                                 leaf_size=2)
+    spread = build_infrastructure(infrastructure, tmp_path / "spread", settings.storage.root,
+                                  leaf_size=2, client=client)
+    assert list(spread) == list(alone) == list(TILESETS)
+    for name in TILESETS:
+        assert spread[name].tiles == alone[name].tiles == spread[name].written >= 3, name
+        assert spread[name].buildings == alone[name].buildings
+    files = contents(tmp_path / "spread")
+    assert files == contents(tmp_path / "alone")
+    assert {f"{name}/tileset.json" for name in TILESETS} < set(files)
+    assert not [name for name in files if ".staging-" in name]
+    # A rerun on the cluster after an edit redraws only the tiles that changed.
+    with infrastructure.begin() as conn:
+        update_object(conn, "water_bodies", "t:W0", {"normal_level": 25.0})
+    again = build_infrastructure(infrastructure, tmp_path / "spread", settings.storage.root,
+                                 leaf_size=2, client=client)
+    assert again["bridges"].written == again["drainage"].written == 0
+    assert 0 < again["water"].written < again["water"].tiles
+
+
+def test_build_3d_on_a_scheduler_writes_the_in_process_tilesets(city, infrastructure, settings,
+                                                                client, tmp_path):
+    env = {"CIM_DATABASE_URL": city.url.render_as_string(hide_password=False),
+           "CIM_STORAGE_ROOT": str(settings.storage.root)}
+    alone = cim("tiles", "build-3d", "--out", str(tmp_path / "alone"), "--in-process", env=env)
+    assert alone.returncode == 0, alone.stderr
+    spread = cim("tiles", "build-3d", "--out", str(tmp_path / "spread"), "--scheduler",
+                 client.scheduler.address, env=env)
+    assert spread.returncode == 0, spread.stderr
+    assert "connecting to the Dask scheduler" in spread.stderr
+    files = contents(tmp_path / "spread")
+    assert files == contents(tmp_path / "alone")
+    assert {f"{name}/tileset.json" for name in ["buildings", *TILESETS]} < set(files)

@@ -16,9 +16,9 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import morecantile
-from dask.distributed import Client
 from pmtiles.tile import zxy_to_tileid
 from sqlalchemy import Engine, text
 
@@ -28,6 +28,9 @@ from tiles.cache import TileCache, TileKey, Tileset, compress
 from tiles.errors import TileError
 from tiles.grid import GRIDS, BBox
 from tiles.mvt import render_tile
+
+if TYPE_CHECKING:
+    from dask.distributed import Client
 
 Progress = Callable[[str, float], None]
 MAX_TILES = 5_000_000

@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from cim.backup import backup, restore
 from cim.cli.progress import console
 
 
@@ -17,6 +16,8 @@ def backup_command(
 ) -> None:
     """Write the city model (pg_dump of the cim schema) and its stored files to one file."""
     with console.status("backing up the city"):
+        from cim.backup import backup
+
         manifest = backup(ctx.obj, out)
     console.print(f"backup of {manifest.city} at schema {manifest.revision} written to {out}")
 
@@ -31,5 +32,7 @@ def restore_command(
     if not yes and not typer.confirm(f"Replace the stored city with {source}?"):
         raise typer.Exit(1)
     with console.status("restoring the city"):
+        from cim.backup import restore
+
         manifest = restore(ctx.obj, source)
     console.print(f"restored {manifest.city} as backed up at {manifest.created_at}")

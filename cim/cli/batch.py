@@ -21,12 +21,17 @@ Scheduler = Annotated[str | None, typer.Option(
 Workers = Annotated[int | None, typer.Option(
     "--workers", min=1, max=256, help="Worker processes of the local Dask cluster (default: "
     "CIM_BATCH_WORKERS, else one per core).")]
+InProcess = Annotated[bool, typer.Option(
+    "--in-process", help="Work in this command's own process, without Dask.")]
 
 
 @contextmanager
 def client_unless(here: bool, batch: BatchSettings, scheduler: str | None,
                   workers: int | None) -> Iterator[Client | None]:
     """None when the work stays in this process (``here``), else a Dask client."""
+    if here and scheduler:
+        raise typer.BadParameter("--in-process works here, --scheduler on a cluster: "
+                                 "give one of them")
     if here:
         yield None
         return

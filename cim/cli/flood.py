@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from cim.cli.batch import Scheduler, Workers, client_unless
+from cim.cli.batch import InProcess, Scheduler, Workers, client_unless
 from cim.cli.progress import console, progress_bar
 
 flood_app = typer.Typer(help="Waterlogging simulation: design storms and the 2D flood solver.",
@@ -306,8 +306,7 @@ def ensemble(
     precision: Annotated[str, typer.Option(help="float64 or float32.")] = "float64",
     scheduler: Scheduler = None,
     workers: Workers = None,
-    in_process: Annotated[bool, typer.Option(help="Run the members one after another in "
-                                             "this process, without Dask.")] = False,
+    in_process: InProcess = False,
 ) -> None:
     """Run every return period × duration × option over an area as Dask tasks and publish
     the members' rasters and a summary table once all have succeeded."""
@@ -387,8 +386,7 @@ def catchments(
                                                   "neighbour.", min=1)] = None,
     scheduler: Scheduler = None,
     workers: Workers = None,
-    in_process: Annotated[bool, typer.Option(help="Run the catchments one after another in "
-                                             "this process, without Dask.")] = False,
+    in_process: InProcess = False,
 ) -> None:
     """Run a storm over a DEM split by drainage catchment, each catchment (plus a buffer) a
     Dask task: the volume crossing each cut is measured, the split refused when it is too

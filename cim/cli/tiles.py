@@ -1,44 +1,32 @@
 """``cim tiles``: pre-seed the vector tile cache, export tile pyramids for offline use, build
 3D Tiles; the heavy work runs on Dask (a local cluster, a given scheduler) or, with
-``--no-cluster``, in this process."""
+``--in-process``, in this process."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import morecantile
 import typer
-from dask.distributed import Client
-from sqlalchemy import Engine
 
-from cim.cli.batch import Scheduler, Workers, client_unless
+from cim.cli.batch import InProcess, Scheduler, Workers, client_unless
 from cim.cli.db import engine_for
 from cim.cli.progress import console, progress_bar
 from cim.settings import Settings
-from layers.catalog import load_catalog
-from layers.model import MAX_ZOOM, Classification, LayerDefinition
-from tiles.cache import TileCache, Tileset
+from layers.model import MAX_ZOOM
 from tiles.errors import TileError, UnknownLayer
-from tiles.export import archive_format, write_archive
-from tiles.invalidation import Invalidator
-from tiles.metadata import attribution, vector_layers
-from tiles.pyramid import (
-    Progress,
-    check_zooms,
-    data_bbox,
-    hilbert_order,
-    parse_bbox,
-    render,
-    seed_pyramid,
-    tiles_in,
-)
-from tiles.terrain import dems_within, prepare_terrain
-from tiles.threed.api import tilesets_folder
-from tiles.threed.build import build_buildings
-from tiles.threed.infrastructure import build_infrastructure
+
+# The tile, 3D and Dask stacks are imported by the commands that use them: every `cim` start
+# would pay for them otherwise (seconds: trimesh, dask.distributed).
+if TYPE_CHECKING:
+    from dask.distributed import Client
+    from sqlalchemy import Engine
+
+    from layers.model import LayerDefinition
+    from tiles.invalidation import Invalidator
+    from tiles.pyramid import Progress
 
 tiles_app = typer.Typer(help="Vector tiles: seed the server's cache, export PMTiles/MBTiles; "
                         "3D Tiles of the buildings and infrastructure.",
@@ -50,20 +38,25 @@ MaxZoom = Annotated[int, typer.Option("--max-zoom", min=0, max=MAX_ZOOM, help="L
 BBoxOption = Annotated[str | None, typer.Option(
     "--bbox", help="west,south,east,north in lon/lat (default: the extent of the data).")]
 Threads = Annotated[int | None, typer.Option(
-    "--threads", min=1, max=64, help="Tasks each process runs at once (default: "
-    "CIM_BATCH_THREADS_PER_WORKER).")]
-NoCluster = Annotated[bool, typer.Option(
-    "--no-cluster", help="Work in this process alone, on --threads threads, without Dask.")]
+    "--threads", min=1, max=64, help="Tasks each process runs at once, Dask worker or "
+    "--in-process (default: CIM_BATCH_THREADS_PER_WORKER).")]
 
 
 def _visible(settings: Settings) -> list[LayerDefinition]:
     """The layers an anonymous reader sees: what the server's base map draws."""
+    from layers.catalog import load_catalog
+    from layers.model import Classification
+
     return load_catalog().visible_to(Classification(settings.access.anonymous_clearance))
 
 
 def _cache(settings: Settings, engine: Engine) -> Invalidator | None:
     """The disk cache's invalidation, caught up with the database (its ``cache.folder`` is
     this database's tile folder); None when there is no disk cache."""
+    from layers.catalog import load_catalog
+    from tiles.cache import TileCache
+    from tiles.invalidation import Invalidator
+
     if not settings.tiles.enabled or settings.tiles.cache_dir is None:
         return None
     invalidator = Invalidator(engine, load_catalog(), TileCache(0), settings.tiles.cache_dir)
@@ -73,13 +66,11 @@ def _cache(settings: Settings, engine: Engine) -> Invalidator | None:
 
 @contextmanager
 def _batch(settings: Settings, scheduler: str | None, workers: int | None,
-           threads: int | None, no_cluster: bool) -> Iterator[tuple[Client | None, int]]:
+           threads: int | None, in_process: bool) -> Iterator[tuple[Client | None, int]]:
     """Where tasks run: a Dask client (None: here) and the tasks each process runs at once."""
     threads = threads or settings.batch.threads_per_worker
-    if no_cluster and scheduler:
-        raise typer.BadParameter("--no-cluster works here: give it or --scheduler")
     batch = settings.batch.model_copy(update={"threads_per_worker": threads})
-    with client_unless(no_cluster, batch, scheduler, workers) as client:
+    with client_unless(in_process, batch, scheduler, workers) as client:
         yield client, threads
 
 
@@ -100,10 +91,15 @@ def seed(
     scheduler: Scheduler = None,
     workers: Workers = None,
     threads: Threads = None,
-    no_cluster: NoCluster = False,
+    in_process: InProcess = False,
 ) -> None:
     """Render every tile of a zoom range into the disk cache the server reads. Blocks of
     tiles render on Dask workers; the tiles reach the cache only when every block is done."""
+    import morecantile
+
+    from tiles.cache import Tileset
+    from tiles.pyramid import check_zooms, data_bbox, parse_bbox, seed_pyramid, tiles_in
+
     settings: Settings = ctx.obj
     check_zooms(min_zoom, max_zoom)
     if not settings.tiles.enabled or settings.tiles.cache_dir is None:
@@ -123,7 +119,7 @@ def seed(
         tiles = tiles_in(morecantile.tms.get(GRID), area, min_zoom, max_zoom)
         invalidator = _cache(settings, engine)
         assert invalidator is not None and invalidator.cache.folder is not None
-        with (_batch(settings, scheduler, workers, threads, no_cluster) as (client, n),
+        with (_batch(settings, scheduler, workers, threads, in_process) as (client, n),
               progress_bar("seed") as progress):
             rendered, hits = seed_pyramid(engine, invalidator.cache.folder, tilesets, GRID,
                                           tiles, progress, client, n)
@@ -146,10 +142,17 @@ def export(
     scheduler: Scheduler = None,
     workers: Workers = None,
     threads: Threads = None,
-    no_cluster: NoCluster = False,
+    in_process: InProcess = False,
 ) -> None:
     """Write the base map of a zoom range as a PMTiles or MBTiles archive for offline use.
     Blocks of tiles render on Dask workers (cached tiles are read, not rendered)."""
+    import morecantile
+
+    from tiles.cache import Tileset
+    from tiles.export import archive_format, write_archive
+    from tiles.metadata import attribution, vector_layers
+    from tiles.pyramid import check_zooms, data_bbox, hilbert_order, parse_bbox, render, tiles_in
+
     settings: Settings = ctx.obj
     check_zooms(min_zoom, max_zoom)
     archive_format(out)
@@ -169,7 +172,7 @@ def export(
         invalidator = _cache(settings, engine)
         live = invalidator.cache.folder if invalidator is not None else None
         name = Path(out).name
-        with (_batch(settings, scheduler, workers, threads, no_cluster) as (client, n),
+        with (_batch(settings, scheduler, workers, threads, in_process) as (client, n),
               progress_bar(f"export {name}") as step):
             rendered = render(engine, Tileset.base_map(lyr.id for lyr in visible), visible,
                               GRID, hilbert_order(tiles), step, live, client, n)
@@ -191,24 +194,29 @@ def build_3d(
     scheduler: Scheduler = None,
     workers: Workers = None,
     threads: Threads = None,
-    no_cluster: NoCluster = False,
+    in_process: InProcess = False,
 ) -> None:
     """Build the OGC 3D Tiles 1.1 (tileset.json + glb) of the buildings, bridges, water and
     drainage network, and ready the DEMs for terrain tiles; reruns rewrite only the tiles
-    whose features changed since. The buildings' tiles are drawn in batches on Dask workers
+    whose features changed since. Each tileset's tiles are drawn in batches on Dask workers
     (the folder must be one they all reach) and published when every batch is done."""
+    from tiles.terrain import dems_within, prepare_terrain
+    from tiles.threed.api import tilesets_folder
+    from tiles.threed.build import build_buildings
+    from tiles.threed.infrastructure import build_infrastructure
+
     settings: Settings = ctx.obj
     folder = out or tilesets_folder(settings.storage.root)
     engine = engine_for(settings)
     try:
-        with (_batch(settings, scheduler, workers, threads, no_cluster) as (client, n),
+        with (_batch(settings, scheduler, workers, threads, in_process) as (client, n),
               progress_bar("3D tiles") as progress):
             reports = {"buildings": build_buildings(
                 engine, folder / "buildings", _share(progress, 0, 3, "buildings"),
                 full=full, storage_root=settings.storage.root, client=client, threads=n)}
             reports.update(build_infrastructure(engine, folder, settings.storage.root,
                                                 _share(progress, 1, 3, "infrastructure"),
-                                                full=full))
+                                                full=full, client=client, threads=n))
             progress("terrain: Web Mercator copies of the DEMs", 2 / 3)
             with engine.connect() as conn:
                 dems = dems_within(conn, settings.storage.root)

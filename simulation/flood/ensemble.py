@@ -265,9 +265,12 @@ def _on_cluster(client: Client, prepared: dict[str, Prepared], plan: EnsemblePla
     try:
         shipped = {name: client.scatter(p, broadcast=True, hash=False)
                    for name, p in prepared.items()}
+        # The longest storms and rarest return periods (the most steps) first, so the workers
+        # finish together rather than waiting on one long last member.
+        longest_first = sorted(members, key=lambda m: (-m.duration_h, -m.return_period))
         futures = {client.submit(run_member, shipped[m.option], plan, m, staging,
                                  key=f"flood-member-{m.name}-{uuid.uuid4().hex[:8]}",
-                                 retries=RETRIES, pure=False): m.name for m in members}
+                                 retries=RETRIES, pure=False): m.name for m in longest_first}
         rows = {}
         for future in as_completed(futures):
             row = future.result()

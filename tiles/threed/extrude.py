@@ -157,10 +157,10 @@ def _triangulate(pieces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
               & (shapely.area(shapely.convex_hull(pieces)) - shapely.area(pieces)
                  <= 1e-9 * shapely.area(pieces)))
     # Convex rings: a fan from each first vertex, all at once.
-    fan_piece = np.repeat(np.flatnonzero(convex), np.maximum(count[convex] - 2, 0))
-    k = np.arange(len(fan_piece)) - np.repeat(
-        np.r_[0, np.cumsum(np.maximum(count[convex] - 2, 0))[:-1]],
-        np.maximum(count[convex] - 2, 0))
+    fans = np.maximum(count[convex] - 2, 0)
+    fan_piece = np.repeat(np.flatnonzero(convex), fans)
+    # Each fan's triangles count from 0 (no convex piece at all: no fan).
+    k = np.arange(len(fan_piece)) - np.repeat(np.cumsum(fans) - fans, fans)
     first = start[fan_piece]
     triangles = [np.column_stack([first, first + k + 1, first + k + 2])]
     ring_count = np.bincount(ring_of, minlength=len(rings))

@@ -129,3 +129,20 @@ def tileset_document(root: Tile, centres: dict[str, np.ndarray], top_error: floa
             "extras": extras,
             "geometricError": top_error,
             "root": node(root, np.zeros(3))}
+
+
+BATCHES_PER_SLOT = 4
+"""Batches of tiles per worker thread: enough that the last ones even out the finish."""
+
+
+def in_batches(tiles: list[Tile], size: int) -> list[list[Tile]]:
+    """Consecutive tiles in batches of about ``size`` members each."""
+    batches: list[list[Tile]] = [[]]
+    count = 0
+    for tile in tiles:
+        if count >= size:
+            batches.append([])
+            count = 0
+        batches[-1].append(tile)
+        count += len(tile.members)
+    return [b for b in batches if b]

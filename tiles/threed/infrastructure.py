@@ -20,27 +20,37 @@ documented default:
   says for their kind.
 
 Where no DEM covers a place either, its ground is taken as 0 m.
+
+The features are read here, in one snapshot; the stale tiles are drawn in batches, each a
+task (:func:`cim.batch.completed`: a Dask worker, given the features once, or a thread
+here) that hands its glb files back to be staged and published with the tileset.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import shapely
 from sqlalchemy import Connection, Engine
 
+from cim.batch import completed, shared, slots
 from layers.catalog import load_catalog
 from layers.model import LayerDefinition
 from tiles.terrain import DemFile, dems_within, sample_heights
 from tiles.threed.glb import Property, write_glb
-from tiles.threed.hierarchy import Tile
+from tiles.threed.hierarchy import BATCHES_PER_SLOT, Tile, in_batches
 from tiles.threed.shapes import DECK, PIPE, SHAFT, SURFACE, Parts, tile_mesh
-from tiles.threed.writer import BuildReport, Progress, fetch, write_tileset
+from tiles.threed.writer import BuildReport, Draw, Progress, fetch, write_tileset
+
+if TYPE_CHECKING:
+    from dask.distributed import Client
 
 FORMAT = "cim-infrastructure-glb/1"
 """Changing how features are drawn means changing this: every tile is rebuilt once."""
@@ -262,11 +272,43 @@ def _features(conn: Connection, name: str, ground: Ground,
     return _drainage(conn, ground, catalog["drainage_pipes"], catalog["drainage_nodes"])
 
 
+TileWork = tuple[str, np.ndarray, np.ndarray]
+"""A tile to draw: its name, its features (indices into the tileset's) and ECEF centre."""
+
+
+def draw_batch(_engine: Engine, features: Features, tiles: list[TileWork],
+               class_name: str) -> list[bytes]:
+    """A task: the glb of each tile (in the given order); needs no database."""
+    return [_tile_glb(features, members, centre, class_name) for _, members, centre in tiles]
+
+
+def _drawing(features: Features, name: str, engine: Engine, client: Client | None,
+             threads: int) -> Draw:
+    """Draws a tileset's stale tiles in batches of consecutive tiles, as tasks."""
+
+    def draw(stale: list[Tile], centres: dict[str, np.ndarray]
+             ) -> Iterator[tuple[Tile, bytes]]:
+        todo = sum(len(t.members) for t in stale)
+        size = max(1, math.ceil(todo / (slots(client, threads) * BATCHES_PER_SLOT)))
+        batches = in_batches(stale, size)
+        if not batches:
+            return
+        given = shared(client, features)
+        calls = [(given, [(t.name, t.members, centres[t.name]) for t in batch], name)
+                 for batch in batches]
+        for i, glbs in completed(draw_batch, calls, engine, client, threads):
+            yield from zip(batches[i], glbs, strict=True)
+
+    return draw
+
+
 def build_infrastructure(engine: Engine, folder: Path, storage_root: Path,
                          progress: Progress | None = None, full: bool = False,
-                         leaf_size: int = LEAF_SIZE) -> dict[str, BuildReport]:
+                         leaf_size: int = LEAF_SIZE, client: Client | None = None,
+                         threads: int = 1) -> dict[str, BuildReport]:
     """Build (or bring up to date) every infrastructure tileset, each in ``folder / name``,
-    from one snapshot of the city."""
+    from one snapshot of the city; tiles are drawn on ``client``'s workers, or here on
+    ``threads`` threads."""
     step = progress or (lambda stage, fraction: None)
     catalog = {layer.id: layer for layer in load_catalog()}
     reports = {}
@@ -281,16 +323,10 @@ def build_infrastructure(engine: Engine, folder: Path, storage_root: Path,
             styles = [catalog[layer].style.model_dump(mode="json") for layer in TILESETS[name]]
             salt = "|".join([FORMAT, json.dumps(styles, sort_keys=True),
                              *([f"dems {[d.vid for d in ground.dems]}"] if ground.used else [])])
-
-            def draw(stale: list[Tile], centres: dict[str, np.ndarray],
-                     features: Features = features, name: str = name
-                     ) -> Iterator[tuple[Tile, bytes]]:
-                for tile in stale:
-                    yield tile, _tile_glb(features, tile.members, centres[tile.name], name)
-
             reports[name] = write_tileset(folder / name, features.vids,
-                                          features.parts.boxes(), salt, draw, share, leaf_size,
-                                          full, {name: len(features.vids)})
+                                          features.parts.boxes(), salt,
+                                          _drawing(features, name, engine, client, threads),
+                                          share, leaf_size, full, {name: len(features.vids)})
     return reports
 
 
