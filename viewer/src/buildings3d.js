@@ -113,13 +113,24 @@ export function createBuildings3d(map, overlay, tilesets) {
   // and the 3D layer follows.
   if (extrusion) map.setFilter(extrusion, ['==', ['literal', 1], 0]);
   let visible = !extrusion || map.getLayoutProperty(extrusion, 'visibility') !== 'none';
+  let suspended = false;
   const show = on => {
     visible = on;
-    overlay.set('buildings3d', on ? [layer] : []);
+    // A layer deck.gl has finalized (taken off the map) must not be handed back to it: a
+    // clone (same id and props) starts afresh, and matches the drawn one when it is drawn.
+    if (on && !suspended) layer = layer.clone({});
+    overlay.set('buildings3d', on && !suspended ? [layer] : []);
   };
   show(visible);
   return {
     show,
+    // The extrusion stands in, drawing only what `filter` keeps (the glb tiles carry no
+    // lifecycle status to filter by); null brings the 3D Tiles back.
+    suspend(filter) {
+      suspended = Boolean(filter && extrusion);
+      if (extrusion) map.setFilter(extrusion, suspended ? filter : ['==', ['literal', 1], 0]);
+      show(visible);
+    },
     // Translucent in the underground mode; the tiles loaded so far are kept.
     setOpacity(opacity) {
       layer = layer.clone({opacity});

@@ -1,14 +1,17 @@
 // The compare panel: two succeeded scenarios of one kind, A against B, as
-// GET /scenarios/{a}/compare/{b} compares them (flood: maximum depths and flooded roads;
-// traffic: every link's volume and volume/capacity). With the swipe, A's results are drawn
-// left of a divider and B's right of it; the difference layer draws B − A in diverging
-// colours with its legend (flood: scenario_maps.py's difference tiles; traffic: each link's
-// volume change from the comparison's links.geojson). The pair, the divider's place and the
-// difference layer are in the URL (`compare=A,B&swipe=0.5&diff=1`).
+// GET /scenarios/{a}/compare/{b} compares them (flood: depths and flooded roads; traffic:
+// every link's volume and volume/capacity), or the city now against the city as planned
+// (planned.js). With the swipe, A's results are drawn left of a divider and B's right of
+// it; two flood scenarios share a time slider over the depth maps both have (the maximum
+// last); the difference layer draws B − A in diverging colours with its legend (flood:
+// scenario_maps.py's difference tiles of the maximum depths; traffic: each link's volume
+// change from the comparison's links.geojson). The pair, the divider's place, the time and
+// the difference layer are in the URL (`compare=A,B|planned&swipe=0.5&ctime=1800&diff=1`).
 import {GeoJsonLayer} from '@deck.gl/layers';
 import {getJson} from './api.js';
-import {depthTiles, rasterTiles, ROAD_COLOURS} from './flood.js';
+import {clock, depthMaps, depthTiles, MAX, rasterTiles, ROAD_COLOURS} from './flood.js';
 import {t} from './i18n.js';
+import {countByStatus, plannedBuildings, plannedLayer, showNow, STATUS_COLOURS} from './planned.js';
 import {storedKey} from './scenarios.js';
 import {reportError, status} from './status.js';
 import {createDivider, onSide} from './swipe.js';
@@ -24,12 +27,24 @@ const RAMP_CSS = 'linear-gradient(to right, rgb(33,102,172), rgb(146,197,222), r
 const $ = id => document.getElementById(id);
 const fixed = (value, digits = 2) => (value === null || value === undefined ? '–' : Number(value).toFixed(digits));
 
-export function createCompare(map, overlay, {styleLayers, onChange}) {
+const PLANNED = 'planned';
+const samePair = (x, y) => (x === PLANNED || y === PLANNED ? x === y : x?.[0] === y?.[0] && x?.[1] === y?.[1]);
+
+// The depth maps two flood scenarios both have, in time order (the maximum last).
+const commonSteps = (filesA, filesB) => {
+  const timesB = new Set(depthMaps(filesB).map(s => String(s.time)));
+  return depthMaps(filesA).filter(s => timesB.has(String(s.time)));
+};
+
+export function createCompare(map, overlay, {styleLayers, buildings3d, onChange}) {
   const ramp = rampOf(styleLayers.find(l => l.id === 'traffic_links'));
-  let shown = null; // {a, b, kind, result, sides: {a: features, b: features} | null, links}
-  let asked = null; // {a, b, swipe, diff} while a comparison loads: the URL keeps it meanwhile
+  // {pair, kind, result, sides: {a, b} (flood roads), steps, step, links (traffic),
+  //  planned (the buildings not yet built)}
+  let shown = null;
+  let asked = null; // {pair, swipe, diff, ctime} while a comparison loads: the URL keeps it
   let swipe = SWIPE_START; // the divider's place, null without the swipe
   let diff = false;
+  let nowOnly = false; // the map's own buildings are kept to those standing today
   let failed = false;
   const divider = createDivider($('map'), x => {
     swipe = x;
@@ -47,8 +62,9 @@ export function createCompare(map, overlay, {styleLayers, onChange}) {
   // --- layers ---------------------------------------------------------------------------
   function floodSide(side, id, roads) {
     const clip = onSide(side, swipe);
+    const {name} = shown.steps[shown.step];
     return [
-      rasterTiles(`compare-${side}-depth-${id}`, depthTiles(id, 'max_depth'), onFailure, clip),
+      rasterTiles(`compare-${side}-depth-${id}-${name}`, depthTiles(id, name), onFailure, clip),
       new GeoJsonLayer({
         id: `compare-${side}-roads-${id}`, data: {type: 'FeatureCollection', features: roads},
         getLineColor: f => ROAD_COLOURS[f.properties.flood_class] || [44, 127, 184],
@@ -74,7 +90,7 @@ export function createCompare(map, overlay, {styleLayers, onChange}) {
   }
 
   function difference() {
-    const {a, b, kind, links} = shown;
+    const {pair: [a, b], kind, links} = shown;
     if (kind === 'flood') {
       return [rasterTiles(`compare-diff-${a}-${b}`, `scenarios/${a}/compare/${b}/maps/{z}/{x}/{y}.png`,
         onFailure, {opacity: 0.9})];
@@ -91,21 +107,39 @@ export function createCompare(map, overlay, {styleLayers, onChange}) {
 
   function draw() {
     const layers = [];
-    if (shown && swipe !== null) {
-      const {a, b, kind, sides, links} = shown;
+    const kind = shown?.kind;
+    if (kind === PLANNED) layers.push(plannedLayer(shown.planned, swipe));
+    else if (shown && swipe !== null) {
+      const {pair: [a, b], sides, links} = shown;
       if (kind === 'flood') layers.push(...floodSide('a', a, sides.a), ...floodSide('b', b, sides.b));
       else layers.push(...trafficSide('a', links), ...trafficSide('b', links));
     }
-    if (shown && diff) layers.push(...difference());
+    if (shown && kind !== PLANNED && diff) layers.push(...difference());
     overlay.set('compare', layers);
+    if ((kind === PLANNED) !== nowOnly) {
+      nowOnly = kind === PLANNED;
+      showNow(map, buildings3d, nowOnly);
+    }
     divider.show(shown ? swipe : null);
-    $('compare-legend').hidden = !(shown && diff);
+    $('compare-legend').hidden = !(shown && kind !== PLANNED && diff);
+    const steps = kind === 'flood' ? shown.steps : [];
+    $('compare-time-row').hidden = steps.length < 2;
+    if (steps.length) {
+      const {time} = steps[shown.step];
+      $('compare-time').max = String(steps.length - 1);
+      $('compare-time').value = String(shown.step);
+      $('compare-time-label').textContent = time === MAX ? t('flood.max') : clock(time);
+    }
     status.settle?.();
   }
 
   // --- the comparison's words -------------------------------------------------------------
-  function summarise({kind, result}) {
-    const rows = kind === 'flood' ? [
+  function summarise({kind, result, planned}) {
+    const counts = kind === PLANNED ? countByStatus(planned) : null;
+    const rows = kind === PLANNED ? [
+      [t('compare.planned.planned'), String(counts.planned)],
+      [t('compare.planned.under_construction'), String(counts.under_construction)]
+    ] : kind === 'flood' ? [
       [t('compare.max_depth'), `${fixed(result.max_depth_a_m)} → ${fixed(result.max_depth_b_m)} m`],
       [t('compare.volume'), `${fixed(result.flooded_volume_a_m3, 0)} → ${fixed(result.flooded_volume_b_m3, 0)} m³`],
       [t('compare.deeper'), String(result.deeper_cells)],
@@ -126,6 +160,12 @@ export function createCompare(map, overlay, {styleLayers, onChange}) {
         Object.assign(document.createElement('td'), {textContent: value}));
       return row;
     }));
+    if (counts) {
+      for (const [row, status] of [...table.rows].map((r, i) => [r, Object.keys(counts)[i]])) {
+        row.querySelector('th').style.color = `rgb(${STATUS_COLOURS[status].join(',')})`;
+      }
+      return;
+    }
     $('compare-legend-label').textContent = t(`compare.legend.${kind}`);
     $('compare-legend-low').textContent = t(`compare.legend.${kind}.low`);
     $('compare-legend-high').textContent = t(`compare.legend.${kind}.high`);
@@ -137,45 +177,73 @@ export function createCompare(map, overlay, {styleLayers, onChange}) {
     return page.features;
   }
 
-  // Compare a with b; a refused pair (unknown, unfinished, of two kinds) is said in words and
-  // leaves what is shown as it was.
-  async function open(a, b, options = {}) {
+  // Fetch what a pair of scenarios (or the planned city) draws.
+  async function load(pair, key) {
+    if (pair === PLANNED) return {pair, kind: PLANNED, planned: await plannedBuildings()};
+    const [a, b] = pair;
+    const result = await getJson(`scenarios/${a}/compare/${b}`, null, {key});
+    const next = {pair, kind: result.kind, result};
+    if (result.kind === 'flood') {
+      const [roadsA, roadsB, recordA, recordB] = await Promise.all([
+        features('flood_roads', a, key), features('flood_roads', b, key),
+        getJson(`scenarios/${a}`, null, {key}), getJson(`scenarios/${b}`, null, {key})]);
+      next.sides = {a: roadsA, b: roadsB};
+      next.steps = commonSteps(recordA.outputs.files || [], recordB.outputs.files || []);
+      if (!next.steps.length) next.steps = [{name: 'max_depth.tif', time: MAX}];
+    } else {
+      next.links = (await getJson(`scenarios/${a}/compare/${b}/links.geojson`, null, {key})).features;
+    }
+    return next;
+  }
+
+  const stepOf = (steps, time) => {
+    const index = steps.findIndex(s => String(s.time) === String(time ?? MAX));
+    return index >= 0 ? index : steps.length - 1;
+  };
+
+  // Compare a pair [a, b] (or PLANNED); a refused pair (unknown, unfinished, of two kinds) is
+  // said in words and leaves what is shown as it was.
+  async function open(pair, options = {}) {
     $('compare').open = true;
-    $('compare-a').value = String(a);
-    $('compare-b').value = String(b);
+    if (pair !== PLANNED) {
+      $('compare-a').value = String(pair[0]);
+      $('compare-b').value = String(pair[1]);
+    }
     say(t('compare.loading'));
-    asked = {a, b, swipe: options.swipe === undefined ? SWIPE_START : options.swipe, diff: Boolean(options.diff)};
-    const key = storedKey();
+    asked = {pair, swipe: options.swipe === undefined ? SWIPE_START : options.swipe,
+      diff: Boolean(options.diff), ctime: options.ctime};
     let next;
     try {
-      const result = await getJson(`scenarios/${a}/compare/${b}`, null, {key});
-      next = {a, b, kind: result.kind, result};
-      if (result.kind === 'flood') {
-        const [roadsA, roadsB] = await Promise.all([features('flood_roads', a, key), features('flood_roads', b, key)]);
-        next.sides = {a: roadsA, b: roadsB};
-      } else {
-        next.links = (await getJson(`scenarios/${a}/compare/${b}/links.geojson`, null, {key})).features;
-      }
+      next = await load(pair, storedKey());
     } catch (error) {
-      if (asked?.a !== a || asked?.b !== b) return; // another pair was asked for meanwhile
+      if (!samePair(asked?.pair, pair)) return; // another pair was asked for meanwhile
       asked = null;
       say(error.status === 404 || error.status === 409 ? t('compare.refused', {message: error.description})
         : error.message);
       onChange();
       return;
     }
-    if (asked?.a !== a || asked?.b !== b) return;
+    if (!samePair(asked?.pair, pair)) return;
     asked = null;
     shown = next;
+    if (shown.steps) shown.step = stepOf(shown.steps, options.ctime);
     failed = false;
     swipe = options.swipe === undefined ? SWIPE_START : options.swipe;
     diff = Boolean(options.diff);
     $('compare-swipe').checked = swipe !== null;
     $('compare-diff').checked = diff;
+    $('compare-diff-row').hidden = shown.kind === PLANNED;
+    $('compare-swipe-label').textContent = t(shown.kind === PLANNED ? 'compare.swipe.planned' : 'compare.swipe');
     $('compare-result').hidden = false;
-    divider.label(t('compare.side', {side: 'A', id: a}), t('compare.side', {side: 'B', id: b}));
+    if (shown.kind === PLANNED) {
+      divider.label(t('compare.now'), t('compare.planned'));
+      say(t('compare.done.planned'));
+    } else {
+      const [a, b] = pair;
+      divider.label(t('compare.side', {side: 'A', id: a}), t('compare.side', {side: 'B', id: b}));
+      say(t(`compare.done.${shown.kind}`, {a, b}));
+    }
     summarise(shown);
-    say(t(`compare.done.${shown.kind}`, {a, b}));
     draw();
     onChange();
   }
@@ -195,7 +263,13 @@ export function createCompare(map, overlay, {styleLayers, onChange}) {
     if (!Number.isInteger(a) || !Number.isInteger(b) || a < 1 || b < 1 || a === b) {
       return say(t('compare.pair'));
     }
-    open(a, b, {swipe: swipe ?? SWIPE_START, diff});
+    open([a, b], {swipe: swipe ?? SWIPE_START, diff});
+  });
+  $('compare-planned').addEventListener('click', () => open(PLANNED, {swipe: swipe ?? SWIPE_START}));
+  $('compare-time').addEventListener('input', () => {
+    shown.step = Number($('compare-time').value);
+    draw();
+    onChange();
   });
   $('compare-swipe').addEventListener('change', event => {
     swipe = event.target.checked ? SWIPE_START : null;
@@ -212,18 +286,18 @@ export function createCompare(map, overlay, {styleLayers, onChange}) {
 
   return {
     open,
-    // A pasted link: another pair, or the same pair with another swipe or difference.
+    // A pasted link: another pair, or the same pair with another swipe, time or difference.
     apply(pair, options) {
       if (!pair) return shown && clear();
-      const [a, b] = pair;
-      if (a !== shown?.a || b !== shown?.b) return open(a, b, options);
+      if (!samePair(pair, shown?.pair)) return open(pair, options);
       swipe = options.swipe === undefined ? SWIPE_START : options.swipe;
       diff = Boolean(options.diff);
+      if (shown.steps) shown.step = stepOf(shown.steps, options.ctime);
       $('compare-swipe').checked = swipe !== null;
       $('compare-diff').checked = diff;
       draw();
     },
-    state: () => (shown ? {compare: [shown.a, shown.b], swipe, diff}
-      : asked ? {compare: [asked.a, asked.b], swipe: asked.swipe, diff: asked.diff} : {})
+    state: () => (shown ? {compare: shown.pair, swipe, diff, ctime: shown.steps?.[shown.step].time}
+      : asked ? {compare: asked.pair, swipe: asked.swipe, diff: asked.diff, ctime: asked.ctime} : {})
   };
 }

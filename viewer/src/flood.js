@@ -13,7 +13,7 @@ import {reportError, status} from './status.js';
 const PLAY_MS = 1200;
 export const ROAD_COLOURS = {passable: [161, 218, 180], with_care: [253, 174, 97], closed: [215, 25, 28]};
 const FLOODED_BUILDING = [215, 25, 28];
-const MAX = 'max';
+export const MAX = 'max';
 // The catalog's result layers, drawn by MapLibre from the vector tiles: kept to the open
 // scenario so that other runs' results do not show beside it.
 const STYLE_LAYERS = ['flood_roads', 'flood_buildings', 'flood_hotspots'];
@@ -30,7 +30,7 @@ export function depthMaps(files) {
   return steps;
 }
 
-const clock = seconds => {
+export const clock = seconds => {
   const minutes = Math.round(seconds / 60);
   return `${Math.floor(minutes / 60)}:${String(minutes % 60).padStart(2, '0')}`;
 };

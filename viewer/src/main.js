@@ -71,7 +71,7 @@ map.once('load', async () => {
   });
   flood = createFloodPanel(map, overlay, {onChange: () => saveState()});
   traffic = createTrafficPanel(map, overlay, {styleLayers: catalog.style.layers, onChange: () => saveState()});
-  compare = createCompare(map, overlay, {styleLayers: catalog.style.layers, onChange: () => saveState()});
+  compare = createCompare(map, overlay, {styleLayers: catalog.style.layers, buildings3d, onChange: () => saveState()});
   infrastructure = createInfrastructure(map, overlay, {buildings3d, listed, onChange: () => saveState()});
   infrastructure.apply(initial);
   showLatestReadings(map, 'sensors', document.getElementById('tooltip'));
@@ -80,7 +80,7 @@ map.once('load', async () => {
   if (initial.select) picking.select(initial.select);
   if (initial.scenario) flood.open(initial.scenario, initial.time);
   if (initial.traffic) traffic.open(initial.traffic);
-  if (initial.compare) compare.open(...initial.compare, initial);
+  if (initial.compare) compare.open(initial.compare, initial);
   saveState();
   bindKeys(map, {home: goHome, flip: flip2d3d, close: () => picking.close()});
 });

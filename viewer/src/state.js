@@ -2,8 +2,10 @@
 //   #view=zoom/lat/lon/bearing/pitch&layers=id,id&select=collection:featureId
 //   &scenario=N&time=seconds|max   (an open flood scenario and the depth map shown)
 //   &traffic=N                     (an open traffic scenario)
-//   &compare=A,B&swipe=0.5|off&diff=1  (two scenarios compared: the divider's place as a
-//                                   fraction of the width, or no swipe; the difference layer)
+//   &compare=A,B|planned&swipe=0.5|off&ctime=seconds|max&diff=1  (two scenarios, or the
+//                                   city now and planned, compared: the divider's place as a
+//                                   fraction of the width, or no swipe; two flood scenarios'
+//                                   shared time; the difference layer)
 //   &infra=bridges,water&underground=1&hillshade=1&terrain=1   (3D infrastructure and relief)
 // Absent parts keep their defaults (the home view, every layer on, nothing selected).
 
@@ -29,12 +31,16 @@ export function readHash(hash = location.hash) {
   const traffic = Number(params.get('traffic'));
   if (Number.isInteger(traffic) && traffic > 0) state.traffic = traffic;
   const pair = (params.get('compare') || '').split(',').map(Number);
-  if (pair.length === 2 && pair.every(id => Number.isInteger(id) && id > 0)) {
+  if (params.get('compare') === 'planned') state.compare = 'planned';
+  else if (pair.length === 2 && pair.every(id => Number.isInteger(id) && id > 0)) {
     state.compare = pair;
+    state.diff = params.get('diff') === '1';
+    if (params.has('ctime')) state.ctime = params.get('ctime');
+  }
+  if (state.compare) {
     const swipe = params.get('swipe');
     if (swipe === 'off') state.swipe = null;
     else if (swipe !== null && Number(swipe) > 0 && Number(swipe) < 1) state.swipe = Number(swipe);
-    state.diff = params.get('diff') === '1';
   }
   if (params.has('infra')) state.infra = params.get('infra').split(',').filter(Boolean);
   for (const flag of ['underground', 'hillshade', 'terrain']) state[flag] = params.get(flag) === '1';
@@ -42,7 +48,7 @@ export function readHash(hash = location.hash) {
 }
 
 export function formatHash({view, layers, select, scenario, time, traffic, compare, swipe, diff,
-  infra, underground, hillshade, terrain}) {
+  ctime, infra, underground, hillshade, terrain}) {
   const parts = [];
   if (view) {
     const [lon, lat] = view.center;
@@ -55,7 +61,9 @@ export function formatHash({view, layers, select, scenario, time, traffic, compa
   if (scenario) parts.push(`scenario=${scenario}` + (time === undefined ? '' : `&time=${time}`));
   if (traffic) parts.push(`traffic=${traffic}`);
   if (compare) {
-    parts.push(`compare=${compare.join(',')}`, `swipe=${swipe === null ? 'off' : round(swipe, 3)}`);
+    parts.push(`compare=${compare === 'planned' ? compare : compare.join(',')}`,
+      `swipe=${swipe === null ? 'off' : round(swipe, 3)}`);
+    if (ctime !== undefined) parts.push(`ctime=${ctime}`);
     if (diff) parts.push('diff=1');
   }
   if (infra?.length) parts.push(`infra=${infra.join(',')}`);
