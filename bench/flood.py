@@ -15,6 +15,7 @@ load`` (kept under ``bench/out/flood/district``), and prints the simulated-to-wa
 and the load average (the machine is shared); ``--district-only`` skips the plane.
 
     python bench/flood.py [--cells 1000] [--minutes 60] [--landlab-minutes M] [--district]
+        [--district-area W,S,E,N] [--district-precision float32]
 """
 
 from __future__ import annotations
@@ -176,13 +177,13 @@ def district_database() -> Iterator[tuple[Engine, Settings]]:
         cluster.stop()
 
 
-def run_district(hours: float, cell: float, area: str | None) -> None:
+def run_district(hours: float, cell: float, area: str | None, precision: str) -> None:
     """A design-storm scenario on the demo city, run and published as ``cim flood run`` does."""
     from simulation import jobs
     from simulation.flood.scenario import KIND, FloodInputs
 
     inputs = FloodInputs(name="bench", return_period=50, duration_h=hours, cell_m=cell,
-                         map_every_min=30,
+                         map_every_min=30, precision=precision,
                          area=tuple(float(v) for v in area.split(",")) if area else None)
     with district_database() as (engine, settings):
         ctx = jobs.JobContext(settings.storage.root, settings.city.crs)
@@ -206,13 +207,16 @@ def run_district(hours: float, cell: float, area: str | None) -> None:
     out = record.outputs
     ny, nx = out["cells"]
     print(f"\ndemo district: {nx} × {ny} cells at {cell:g} m, Chicago 50-year {hours:g}-hour "
-          f"storm ({out['rain_mm']:.0f} mm), drainage, infiltration, buildings")
+          f"storm ({out['rain_mm']:.0f} mm), drainage, infiltration, buildings, {precision}")
     print(f"  solver {out['solver_wall_s']:.0f} s for {out['steps']} steps, simulated/wall "
           f"{out['simulated_to_wall']:.2f} (target: 2 h in under 5 min, a ratio of 24); "
           f"scenario end to end {time.perf_counter() - started:.0f} s; mass error "
           f"{out['mass_balance']['relative_error']:.1e}; load average "
           f"{' '.join(f'{v:.1f}' for v in os.getloadavg())} on {os.cpu_count()} cores")
     deepest = out["deepest"]
+    print(f"  {out['steps'] * out['active_cells'] / out['solver_wall_s']:.3g} cell-updates/s; "
+          f"projected wall time of the 2-hour storm at this rate: "
+          f"{7200.0 / out['simulated_to_wall']:.0f} s")
     print(f"  mean step {out['mean_step_s']:.3f} s; the shortest was set by "
           f"{deepest['depth_m']:.2f} m of water ({deepest['cover']}) at row {deepest['row']}, "
           f"column {deepest['col']}; pipes held {out['mass_balance']['pipe_storage']:.0f} m³ "
@@ -232,6 +236,8 @@ def main() -> None:
     parser.add_argument("--district-hours", type=float, default=2.0)
     parser.add_argument("--district-cell", type=float, default=2.0)
     parser.add_argument("--district-area", help="W,S,E,N in degrees (default: the DEM's)")
+    parser.add_argument("--district-precision", choices=("float64", "float32"),
+                        default="float64")
     parser.add_argument("--district-only", action="store_true",
                         help="skip the plane, run the district scenario alone")
     parser.add_argument("--landlab-worker", type=Path, help=argparse.SUPPRESS)
@@ -240,7 +246,8 @@ def main() -> None:
         landlab_worker(args.landlab_worker, args.minutes)
         return
     if args.district_only:
-        run_district(args.district_hours, args.district_cell, args.district_area)
+        run_district(args.district_hours, args.district_cell, args.district_area,
+                     args.district_precision)
         return
     import numba
 
@@ -268,7 +275,8 @@ def main() -> None:
         print(f"\nspeed-up over landlab (float64): {rows['ours float64'][1]['cups'] / anchor:.1f}×"
               f" (target ≥ 10×); float64 mass error target < 1e-9")
     if args.district:
-        run_district(args.district_hours, args.district_cell, args.district_area)
+        run_district(args.district_hours, args.district_cell, args.district_area,
+                     args.district_precision)
 
 
 if __name__ == "__main__":

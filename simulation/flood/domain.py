@@ -11,10 +11,16 @@ inlets, from the database.
   centre lines buffered by half their width (lanes × 3.5 m, or a width by class); bridges and
   tunnels do not cover the ground. "Other" ground takes its catchment's pervious share
   (1 − ``impervious_fraction``), or ``DEFAULT_PERVIOUS`` outside any catchment.
-- Water bodies with a normal level start full to it. Their beds are raised to at most
-  ``LAKE_DEPTH_M`` below it: the deep water plays no part in surface flooding, and its depth
-  would set the whole grid's time step (√(g h)). Water bodies without a level start empty
-  (the run's log says how many).
+- Standing water bodies (all kinds but ``FLOWING_KINDS``) are level pools
+  (:mod:`simulation.flood.pools`): their surface stays level, so their depth does not set
+  the grid's time step (√(g h)). Those with a normal level start full to it, with the
+  ground below that level within ``SHORE_M`` of their outline; the others start empty (the
+  run's log says how many).
+- Underpasses' trenches are level pools too: the closed depression of the bed (filled by
+  morphological reconstruction within ``TRENCH_REACH_M`` of the underpass) around the
+  lowest cell under its road, deeper than ``TRENCH_MIN_DEPTH_M``. Water standing several
+  metres deep there would otherwise set the step; the minute it takes to run down a ramp
+  is not modelled.
 - Drainage inlets (kinds ``inlet`` and ``manhole``) on their cells, in the pipe networks of
   :mod:`simulation.flood.drainage`: each holds its pipes full (cross-section × length) and
   its manholes' and inlets' shafts (``SHAFT_M2`` × (ground − invert), where both are known).
@@ -46,6 +52,8 @@ from rasterio.errors import RasterioIOError
 from rasterio.features import rasterize
 from rasterio.transform import rowcol
 from rasterio.warp import reproject, transform_bounds
+from scipy import ndimage
+from skimage.morphology import reconstruction
 from sqlalchemy import Connection, text
 
 from simulation.flood.drainage import (
@@ -65,7 +73,14 @@ STORAGE_SRID = 4326
 MAX_CELLS = 20_000_000
 """About 2 GB of solver arrays in float64: larger grids are refused before anything runs."""
 BUILDING_RAISE_M = 10.0
-LAKE_DEPTH_M = 0.5
+FLOWING_KINDS = ("river", "stream", "canal", "ditch", "drain")
+"""Water body kinds whose surface slopes: ordinary cells, not level pools."""
+SHORE_M = 20.0
+"""How far beyond a water body's outline the ground below its normal level counts as its own
+(outlines and DEM basins disagree by a few cells: left out, those cells would start dry,
+0.3 m below the lake beside them, and take the first minutes' surge)."""
+TRENCH_REACH_M = 150.0
+TRENCH_MIN_DEPTH_M = 0.01
 DEFAULT_PERVIOUS = 0.5
 HORTON = Infiltration(60.0, final_mm_h=10.0, decay_per_h=2.0)
 LANE_M = 3.5
@@ -328,8 +343,8 @@ def build_domain(conn: Connection, storage_root: Path, crs: int, cell: float,
     notes = [f"DEM {dem.id} ({dem.resolution:g} m) resampled to {width} × {height} cells of "
              f"{cell:g} m in EPSG:{crs}"]
 
-    water = _read(conn, f"SELECT id, normal_level, geom FROM cim.water_bodies WHERE {_IN_AREA}",
-                  bbox, crs)
+    water = _read(conn, "SELECT id, kind, normal_level, geom FROM cim.water_bodies "
+                  f"WHERE {_IN_AREA}", bbox, crs)
     roads = _read(conn, "SELECT vid, id, road_class, lanes, bridge, tunnel, geom "
                   f"FROM cim.roads WHERE {_IN_AREA} ORDER BY id", bbox, crs)
     roads = roads[~(roads["bridge"] | roads["tunnel"])].reset_index(drop=True)
@@ -354,10 +369,15 @@ def build_domain(conn: Connection, storage_root: Path, crs: int, cell: float,
         transform, shape)
     cover[raised > 0] = Cover.building
 
-    has_level = np.isfinite(level) & np.isfinite(bed) & (cover == Cover.water)
-    bed[has_level] = np.maximum(bed[has_level], level[has_level] - LAKE_DEPTH_M)
-    initial = np.where(has_level, np.maximum(level - bed, 0.0), 0.0)
     bed = bed + raised
+    level = np.where(cover == Cover.water, level, np.nan)
+    shore = _shore(bed, level, math.ceil(SHORE_M / cell))
+    cover[shore] = Cover.water
+    has_level = np.isfinite(level) & np.isfinite(bed)
+    initial = np.where(has_level, np.maximum(level - bed, 0.0), 0.0)
+    standing = water[~water["kind"].isin(FLOWING_KINDS)]
+    pool = ((burn(standing.geometry, 1.0, transform, shape) > 0) | shore) & (cover == Cover.water)
+    pool |= trenches(bed, underpasses.geometry, transform)
     notes.append(f"{len(buildings)} buildings raised (up to {BUILDING_RAISE_M:g} m), "
                  f"{len(roads)} roads, {len(underpasses)} underpasses, {len(water)} water "
                  "bodies")
@@ -370,9 +390,59 @@ def build_domain(conn: Connection, storage_root: Path, crs: int, cell: float,
                            1.0 - catchments["impervious_fraction"].to_numpy(float).clip(0, 1),
                            transform, shape, fill=DEFAULT_PERVIOUS)
     pervious = np.where(cover == Cover.other, pervious_other, 0.0)
-    grid = Grid(bed, cell, cell, manning, pervious=pervious)
+    grid = Grid(bed, cell, cell, manning, pervious=pervious, pool=pool)
     drainage = _drainage(conn, bbox, crs, transform, grid, notes)
     return Domain(grid=grid, transform=transform, crs=crs, cover=cover,
                   initial_depth=np.where(grid.active, initial, 0.0), drainage=drainage,
                   infiltration=HORTON, buildings=buildings, roads=roads,
                   underpasses=underpasses, dem=dem, bbox=bbox, notes=notes)
+
+
+def trenches(bed: np.ndarray, lines: gpd.GeoSeries, transform: Affine) -> np.ndarray:
+    """The cells of the closed depressions under the underpasses' roads (``lines``, city CRS)."""
+    pool = np.zeros(bed.shape, bool)
+    for line in lines:
+        if line is None or line.is_empty:
+            continue
+        x0, y0, x1, y1 = line.buffer(TRENCH_REACH_M).bounds
+        (r0, r1), (c0, c1) = rowcol(transform, [x0, x1], [y1, y0])
+        r0, c0 = max(int(r0), 0), max(int(c0), 0)
+        r1, c1 = min(int(r1) + 1, bed.shape[0]), min(int(c1) + 1, bed.shape[1])
+        if r1 - r0 < 3 or c1 - c0 < 3:
+            continue
+        window = bed[r0:r1, c0:c1]
+        ground = np.where(np.isfinite(window), window, np.nanmax(window))
+        # Fill from the window's rim inwards: what stays below the fill lies in a depression.
+        seed = ground.copy()
+        seed[1:-1, 1:-1] = ground.max()
+        depth = reconstruction(seed, ground, method="erosion") - ground
+        under = rasterize([(line, 1)], out_shape=window.shape, all_touched=True,
+                          transform=transform @ Affine.translation(c0, r0), dtype="uint8") > 0
+        if not under.any():
+            continue
+        labels, _ = ndimage.label(depth > TRENCH_MIN_DEPTH_M)
+        low = np.unravel_index(np.argmin(np.where(under, ground, np.inf)), ground.shape)
+        if labels[low]:
+            pool[r0:r1, c0:c1] |= labels == labels[low]
+    return pool
+
+
+def _shore(bed: np.ndarray, level: np.ndarray, reach: int) -> np.ndarray:
+    """Cells within ``reach`` cells of a water body (``level`` finite, updated in place with
+    its level) whose bed lies below that level, reached through such cells."""
+    shore = np.zeros(bed.shape, bool)
+    for _ in range(reach):
+        grown = False
+        for axis, shift in ((0, 1), (0, -1), (1, 1), (1, -1)):
+            beside = np.roll(level, shift, axis=axis)
+            edge = [slice(None)] * 2
+            edge[axis] = 0 if shift == 1 else -1
+            beside[tuple(edge)] = np.nan  # no wrapping round the grid
+            take = np.isnan(level) & np.isfinite(beside) & (bed < beside)
+            if take.any():
+                level[take] = beside[take]
+                shore |= take
+                grown = True
+        if not grown:
+            break
+    return shore

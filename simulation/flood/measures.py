@@ -6,7 +6,7 @@
   whole run (the pavement's base does not fill within a storm).
 - Storage ponds: the ground in an area is dug out to hold ``volume_m3`` below its edge (the
   volume over the area's cells, which count as water from then on, so a full pond is not a
-  hotspot).
+  hotspot, and as a level pool, so a full pond's depth does not shorten the time step).
 - Drainage upgrades: inlet capacities and network capacities (the pipes reaching the
   outlets) multiplied by factors; pumps add their m³/s to the network of the inlet nearest
   to them.
@@ -208,6 +208,7 @@ def apply(domain: Domain, measures: Measures) -> Retention | None:
         depth = pond.volume_m3 / (cells.sum() * grid.cell_area)
         grid.z[cells] -= depth
         domain.cover[cells] = Cover.water
+        grid.pool[cells] = True  # level when it fills: its depth must not set the step
         domain.notes.append(f"storage pond: {pond.volume_m3:g} m³ over "
                             f"{cells.sum() * grid.cell_area:.0f} m² ({depth:.2f} m deep)")
     if measures.drainage is not None:

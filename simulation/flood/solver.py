@@ -2,9 +2,11 @@
 
 The scheme is Bates, Horritt & Fewtrell (2010) with the θ-weighted discharge of de Almeida
 et al. (2012), on a regular grid, with the adaptive step dt = α min(dx, dy) / √(g h_max)
-(Bates 2010 eq. 12). Every run keeps an exact water budget: the change in storage equals
-rain + edge inflow − edge outflow − infiltration − drainage at the outfalls − the change of
-the water held in the pipes, to round-off, and reports its error.
+(Bates 2010 eq. 12), h_max over the cells outside level pools and over the pools' banks
+(:mod:`simulation.flood.pools`: water bodies and trenches whose surface stays level, so
+their depth does not shorten the step). Every run keeps an exact water budget: the change
+in storage equals rain + edge inflow − edge outflow − infiltration − drainage at the
+outfalls − the change of the water held in the pipes, to round-off, and reports its error.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 
 from simulation.flood import kernels
 from simulation.flood.errors import FloodInputError
+from simulation.flood.pools import OPEN, SHUT, SURFACE, Pools, bank_depth, grow, level
 from simulation.flood.rain import SpatialRain
 
 EdgeKind = Literal["closed", "free", "level", "flow"]
@@ -132,7 +135,9 @@ class Options:
     """Numerical settings: θ of de Almeida (2012; 0.7-1), α of the CFL step (Bates 2010:
     0.7), the depth below which a face carries nothing, the longest step, the precision;
     and for the results, the depth that counts as flooded for the time of first flooding
-    (0.15 m: a waterlogged lane, GB 50014-2021) and the least depth whose speed is kept."""
+    (0.15 m: a waterlogged lane, GB 50014-2021) and the least depth whose speed is kept;
+    the depth beyond which a cell beside a level pool, at its level, joins it, checked every
+    ``pool_join_every`` steps (:mod:`simulation.flood.pools`)."""
 
     theta: float = 0.8
     alpha: float = 0.7
@@ -141,6 +146,8 @@ class Options:
     dtype: Literal["float32", "float64"] = "float64"
     arrival_depth: float = 0.15
     velocity_depth: float = 0.01
+    pool_join_depth: float = 0.3
+    pool_join_every: int = 20
 
     def __post_init__(self) -> None:
         if not 0.5 <= self.theta <= 1.0:
@@ -151,13 +158,17 @@ class Options:
             raise FloodInputError("h_min must not be negative and dt_max must be positive")
         if self.arrival_depth < 0 or self.velocity_depth < 0:
             raise FloodInputError("the arrival and velocity depths must not be negative")
+        if self.pool_join_depth <= 0 or self.pool_join_every < 1:
+            raise FloodInputError("the pool join depth and interval must be positive")
 
 
 @dataclass
 class Grid:
     """Bed elevations (m), cell sizes (m), Manning's n (scalar or per cell), the cells in
     the domain (``active``; others are walls, such as a DEM's nodata) and the share of the
-    infiltration capacity each cell takes (``pervious``: 0 sealed, 1 fully pervious)."""
+    infiltration capacity each cell takes (``pervious``: 0 sealed, 1 fully pervious);
+    ``pool`` marks the cells of water bodies and deep depressions whose water stays level
+    (:mod:`simulation.flood.pools`: each 4-connected group is one pool)."""
 
     z: np.ndarray
     dx: float
@@ -165,6 +176,7 @@ class Grid:
     manning: float | np.ndarray
     active: np.ndarray | None = None
     pervious: float | np.ndarray = 1.0
+    pool: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.z.ndim != 2 or min(self.z.shape) < 1:
@@ -193,6 +205,10 @@ class Grid:
         if not np.all((share >= 0) & (share <= 1)):
             raise FloodInputError("pervious shares must lie in 0-1")
         self.pervious = share
+        pool = np.zeros(self.z.shape, bool) if self.pool is None else self.pool
+        if pool.shape != self.z.shape:
+            raise FloodInputError("the pool mask must have the bed's shape")
+        self.pool = pool.astype(bool) & self.active
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -281,7 +297,8 @@ class MassBalance:
 @dataclass
 class Result:
     """The final state; per cell the greatest depth (m) and speed (m/s) and the time of first
-    flooding (s from the start; NaN where the depth never exceeded ``arrival_depth``)."""
+    flooding (s from the start; NaN where the depth never exceeded ``arrival_depth``); the
+    cells of level pools at the end (``pool``, grown over flooded shores)."""
 
     state: State
     max_depth: np.ndarray
@@ -292,15 +309,17 @@ class Result:
     limited_steps: int
     wall_s: float
     cell_updates: int = field(default=0)
+    pool: np.ndarray | None = None
 
     @property
     def cell_updates_per_s(self) -> float:
         return self.cell_updates / self.wall_s if self.wall_s > 0 else 0.0
 
     def deepest_cell(self) -> tuple[int, int, float]:
-        """Row, column and depth (m) of the deepest water of the run: the cell whose √(g h)
-        set the shortest time step."""
-        row, col = np.unravel_index(int(np.argmax(self.max_depth)), self.max_depth.shape)
+        """Row, column and depth (m) of the deepest water of the run outside the level
+        pools: the cell whose √(g h) set the shortest time step."""
+        depth = self.max_depth if self.pool is None else np.where(self.pool, 0, self.max_depth)
+        row, col = np.unravel_index(int(np.argmax(depth)), depth.shape)
         return int(row), int(col), float(self.max_depth[row, col])
 
 
@@ -341,10 +360,13 @@ def simulate(
         raise FloodInputError(f"the state is {state.h.dtype}, the options ask for {dtype}")
     z = grid.z.astype(dtype)
     z[~grid.active] = 0.0  # walls: never read as ground, kept finite for the kernels
-    n = grid.manning.astype(dtype)
     pervious = grid.pervious.astype(dtype)
     active = grid.active
     kinds = np.array([_KIND_CODES[e.kind] for e in boundaries.sides()], np.int64)
+    sides = tuple(_pool_side(e) for e in boundaries.sides())
+    pools = Pools.of(grid.pool, active, z, sides)
+    beds = z.ravel().astype(np.float64)
+    n2x, n2y = kernels.face_roughness(grid.manning, active, pools.labels, dtype)
     values = np.zeros(4)
     qx_new, qy_new = np.empty_like(state.qx), np.empty_like(state.qy)
     factor = np.ones(grid.shape, dtype)
@@ -368,7 +390,11 @@ def simulate(
     area, cells = grid.cell_area, grid.active_cells
     start, end = state.t, state.t + duration_s
     stops = sorted({start + t for t in report_times if 0 < t <= duration_s})
-    deepest = float(np.max(state.h, initial=0.0))
+    deepest = float(np.max(np.where(grid.pool, 0.0, state.h), initial=0.0))
+    if pools.count:
+        level(state.h, pools.members, pools.starts, pools.beds, pools.prefix, pools.lowest,
+              beds, max_depth, arrival, 0.0, options.arrival_depth)
+        deepest = max(deepest, bank_depth(state.h, z, pools.bank_pool, pools.bank_other))
     steps = limited_steps = 0
     started = last_progress = time.perf_counter()
     while state.t < end - 1e-9:
@@ -391,8 +417,8 @@ def simulate(
         loss_m = infiltration.depth_between(t0, t1) if infiltration is not None else 0.0
         for k, edge in enumerate(boundaries.sides()):
             values[k] = edge.at(t1)
-        kernels.fluxes(state.h, z, n, active, state.qx, state.qy, qx_new, qy_new, dt,
-                       grid.dx, grid.dy, options.theta, options.h_min, kinds, values)
+        kernels.fluxes(state.h, z, n2x, n2y, state.qx, state.qy, qx_new, qy_new, dt, grid.dx,
+                       grid.dy, options.theta, options.h_min, kinds, values)
         state.qx, qx_new = qx_new, state.qx
         state.qy, qy_new = qy_new, state.qy
         if kernels.limit_outflow(state.h, active, state.qx, state.qy, rain_now, dt, grid.dx,
@@ -401,13 +427,28 @@ def simulate(
             limited_steps += 1
         out_rate, in_rate = kernels.edge_exchange(state.qx, state.qy, grid.dx, grid.dy)
         infiltrated, deepest = kernels.update_depths(
-            state.h, active, state.qx, state.qy, rain_now, loss_m, pervious, dt, grid.dx,
-            grid.dy, max_depth, max_velocity, arrival, t1, options.arrival_depth,
+            state.h, active, pools.labels, state.qx, state.qy, rain_now, loss_m, pervious, dt,
+            grid.dx, grid.dy, max_depth, max_velocity, arrival, t1, options.arrival_depth,
             options.velocity_depth)
         if sink is not None:
             budget.drainage += sink.exchange(state.h, z, dt)[1]
         if retention is not None:
             budget.retention += retention.remove(state.h, dt)
+        if pools.count:
+            level(state.h, pools.members, pools.starts, pools.beds, pools.prefix,
+                  pools.lowest, beds, max_depth, arrival, t1, options.arrival_depth)
+            if steps % options.pool_join_every == 0:
+                joining = pools.joining(state.h, z, options.pool_join_depth)
+                if joining.size:
+                    mask = pools.labels > 0
+                    mask.ravel()[joining] = True
+                    mask = grow(mask, state.h, z, active, options.pool_join_depth)
+                    pools = Pools.of(mask, active, z, sides)
+                    n2x, n2y = kernels.face_roughness(grid.manning, active, pools.labels, dtype)
+                    level(state.h, pools.members, pools.starts, pools.beds, pools.prefix,
+                          pools.lowest, beds, max_depth, arrival, t1, options.arrival_depth)
+                    deepest = float(np.max(np.where(pools.labels > 0, 0.0, state.h)))
+            deepest = max(deepest, bank_depth(state.h, z, pools.bank_pool, pools.bank_other))
         budget.rain += rained * area
         budget.outflow += out_rate * dt
         budget.inflow += in_rate * dt
@@ -426,7 +467,16 @@ def simulate(
         budget.pipe_storage = sink.stored_m3 - piped
         budget.surcharge = sink.returned_m3 - returned
     return Result(state, max_depth, max_velocity, arrival, budget, steps, limited_steps, wall,
-                  steps * cells)
+                  steps * cells, pools.labels > 0)
+
+
+def _pool_side(edge: Edge) -> int:
+    """How a domain edge can take a level pool's water (:meth:`Pools.of`)."""
+    if edge.kind in ("closed", "flow"):  # a given inflow: no depth in it to destabilise
+        return SHUT
+    if edge.kind == "free" and not callable(edge.value) and edge.value == 0:
+        return SURFACE
+    return OPEN
 
 
 def _clock(seconds: float) -> str:
