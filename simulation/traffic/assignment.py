@@ -18,15 +18,20 @@ about 11 CPU s once, or its cache load, about 1 s per process, not included):
 | Anaheim        | 0.020 s, 7 sweeps      | 0.023 s, 6 sweeps          | 0.65 s, 37 it.        |
 | Chicago Sketch | 0.91 s, 14 sweeps      | 2.0 s, 13 sweeps           | 22 s, 151 it.         |
 
-(a C Algorithm B, TAP-B, takes 0.89 s on Chicago Sketch on this kind of machine.) In
+(a C Algorithm B, TAP-B, takes 0.89 s on Chicago Sketch on this kind of machine; on a quiet
+machine, load average 1-2, three runs of ours took 0.84, 0.87 and 0.90 s.) In
 Algorithm B's time on Chicago Sketch about a quarter is the gap check's shortest-path trees,
 one per origin, which it therefore skips on sweeps where the last two gaps predict the target
 is still far; the rest is the bushes' updates and Newton shifts. More equilibration passes
 per bush, or Nie's (2010) relaxed rule for adding links, did not save a sweep there: the
 origins' interaction sets the pace. At city size, on a synthetic grid of 57,780 links and
 639 zones (400,000 trips, to 1e-4, a script outside the repository), Algorithm B took 20 CPU s
-and 3 sweeps, pytraf 45 s and 4; bushes are dense (origins × links) arrays, 340 MB for the
-census-sized city's network. All engines match the best-known flows (RMSE on
+and 3 sweeps, pytraf 45 s and 4. On the 470,000-building generated city's own network
+(59,383 links, 639 zones, 881,000 gravity trips; ``bench/traffic.py --city``, quiet machine)
+it is the other way round: to 1e-4 Algorithm B took 127.5 CPU s and 48 sweeps, pytraf 87.9 s
+and 12; to 1e-5, 240.9 s (118 sweeps) against 134.8 s (23). Why the city needs so many more
+sweeps of Algorithm B than the grid is not yet understood (pytraf's largest-gap-first origin
+order is one difference). Bushes are dense (origins × links) arrays, 340 MB for that network. All engines match the best-known flows (RMSE on
 flow-dependent links 0.05-0.6 % of the mean flow at 1e-5). AequilibraE pulls in PyTables,
 OpenMatrix and a project database we do not need, refuses zero free-flow times, and its own
 stopping gap reads below the textbook one.
