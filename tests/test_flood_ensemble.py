@@ -92,13 +92,20 @@ def test_a_worker_killed_mid_ensemble_costs_only_its_tasks(district, settings, t
 
         def kill_one_running(stage: str, fraction: float) -> None:
             # Once members are running, kill a worker process that is in the middle of one.
-            with lock:
+            # Progress comes from this thread and from the client's event loop (members'
+            # progress events): a thread that waited for the lock while the other asked the
+            # loop for `processing()` would hold the loop and deadlock, so it moves on.
+            if not lock.acquire(blocking=False):
+                return
+            try:
                 if killed or fraction <= 0:
                     return
                 busy = [w for w, tasks in client.processing().items() if tasks]
                 if busy:
                     killed.append(pids[busy[0]])
                     os.kill(pids[busy[0]], signal.SIGKILL)
+            finally:
+                lock.release()
 
         remote = run_ensemble(prepared, PLAN, str(tmp_path / "dask"), client,
                               progress=kill_one_running)
