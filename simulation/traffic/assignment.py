@@ -31,7 +31,8 @@ and 3 sweeps, pytraf 45 s and 4. On the 470,000-building generated city's own ne
 it is the other way round: to 1e-4 Algorithm B took 127.5 CPU s and 48 sweeps, pytraf 87.9 s
 and 12; to 1e-5, 240.9 s (118 sweeps) against 134.8 s (23). Why the city needs so many more
 sweeps of Algorithm B than the grid is not yet understood (pytraf's largest-gap-first origin
-order is one difference). Bushes are dense (origins × links) arrays, 340 MB for that network. All engines match the best-known flows (RMSE on
+order is one difference). Bushes are dense (origins × links) arrays, 340 MB for that network.
+All engines match the best-known flows (RMSE on
 flow-dependent links 0.05-0.6 % of the mean flow at 1e-5). AequilibraE pulls in PyTables,
 OpenMatrix and a project database we do not need, refuses zero free-flow times, and its own
 stopping gap reads below the textbook one.
