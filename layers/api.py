@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import Engine
 
 from cim.access import Principal, Role
+from cim.db.engine import autocommit
 from cim.settings import FeaturesSettings
 from layers.cql2 import compile_filter, evaluation_errors, parse_filter
 from layers.crs import CRS84, Crs, bounds_in_crs84, resolve
@@ -253,9 +254,7 @@ def features_router(catalog: list[LayerDefinition], settings: FeaturesSettings,
         query = ItemsQuery(bbox=parse_bbox(bbox, box_crs),
                            time=parse_datetime(datetime_), properties=wanted, limit=size,
                            offset=offset, crs=crs, filter=condition, sortby=order)
-        # One statement: in autocommit it costs no BEGIN and ROLLBACK round trips.
-        with db.connect().execution_options(isolation_level="AUTOCOMMIT") as conn, \
-                evaluation_errors(condition is not None):
+        with autocommit(db) as conn, evaluation_errors(condition is not None):
             page = read_page(conn, layer, query)
         url = request.url
         links = [_link(str(url), "self", GEOJSON)]
@@ -300,7 +299,7 @@ def features_router(catalog: list[LayerDefinition], settings: FeaturesSettings,
             raise InvalidParameter("datetime on a single feature must be an instant")
         found = None
         if "\x00" not in featureId:  # PostgreSQL text cannot hold NUL: no such id exists
-            with db.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            with autocommit(db) as conn:
                 found = read_feature(conn, layer, featureId, time, crs)
         if found is None:
             raise NotFound(f"{layer.id} has no feature {featureId!r}")

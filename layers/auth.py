@@ -12,6 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from cim.access import Principal, Role, principal_for
+from cim.db.engine import autocommit
 from cim.settings import AccessSettings
 from layers.errors import Unauthorized
 from layers.model import Classification
@@ -26,10 +27,8 @@ def principal_dependency(access: AccessSettings) -> Callable[..., Principal]:
                           anonymous=True)
 
     def lookup(request: Request, secret: str) -> Principal | None:
-        # Every keyed request asks (so a revoked key is refused at once): one statement, in
-        # autocommit, with no BEGIN and ROLLBACK round trips around it.
-        engine = request.app.state.engine
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        # Every keyed request asks, so a revoked key is refused at once.
+        with autocommit(request.app.state.engine) as conn:
             return principal_for(conn, secret)
 
     # Async so an anonymous request (every cached tile) never waits for a worker thread;

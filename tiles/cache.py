@@ -28,6 +28,7 @@ from pathlib import Path
 import morecantile
 from sqlalchemy import Engine
 
+from cim.db.engine import autocommit
 from layers.model import LayerDefinition
 from tiles.grid import GRIDS, BBox, TileRange, grid, project, tile_range
 from tiles.mvt import BUFFER, EXTENT, render_tile
@@ -325,8 +326,7 @@ def cached_tile(cache: TileCache | None, engine: Engine, tileset: Tileset,
         if data is not None:
             return data, True
     generation = cache.generation if cache is not None else 0  # read before the render
-    # One statement: in autocommit it costs no BEGIN and ROLLBACK round trips.
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+    with autocommit(engine) as conn:
         data = compress(render_tile(conn, layers, tms, z, x, y))
     if cache is not None:
         cache.put(tileset, key, data, generation)

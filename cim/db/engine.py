@@ -74,6 +74,12 @@ def make_engine(settings: DatabaseSettings, **kwargs) -> Engine:
     return _engine(database_url(settings), settings, {}, **kwargs)
 
 
+def autocommit(engine: Engine) -> Connection:
+    """A connection for one read statement: in autocommit it costs no BEGIN and ROLLBACK
+    round trips (on the hot paths: tile renders, feature pages, key checks)."""
+    return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+
 def make_read_engine(settings: DatabaseSettings, **kwargs) -> Engine | None:
     """An engine on the streaming replica (``CIM_DATABASE_REPLICA_URL``); None without one.
 
