@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import stat
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,27 @@ def test_cluster_lifecycle_on_a_free_port():
     finally:
         cluster.destroy()
     assert not (folder / "pgdata").exists()
+
+
+def _start_port(data_dir: Path) -> int | None:
+    return Cluster(data_dir).start().port
+
+
+def test_two_starts_at_once_make_one_cluster():
+    """Two processes starting the same fresh cluster together: one initialises and starts
+    it, the other finds it running (before, both ran initdb and one failed)."""
+    folder = Path(tempfile.mkdtemp(prefix="cim-cluster-"))
+    folder.chmod(0o755)
+    cluster = Cluster(folder / "pgdata")
+    try:
+        with ProcessPoolExecutor(2) as pool:
+            ports = list(pool.map(_start_port, [cluster.data_dir] * 2))
+        state = cluster.status()
+        assert state.running and ports == [state.port, state.port]
+        assert cluster.log_file.read_text().count("database system is ready") == 1
+    finally:
+        cluster.destroy()
+    assert not cluster.lock_file.exists()
 
 
 def test_refuses_a_non_empty_folder():

@@ -8,12 +8,15 @@ PostgreSQL refuses to run as root, so when we are root the server programs run a
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import pwd
 import shutil
 import socket
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,6 +176,20 @@ class Cluster:
                              version)
 
     # -- lifecycle -------------------------------------------------------------------------
+    @property
+    def lock_file(self) -> Path:
+        return self.data_dir.with_name(f".{self.data_dir.name}.lock")
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """One lifecycle change at a time on this data directory, across processes: two
+        ``cim db start`` at once would otherwise both run initdb, or both ``pg_ctl start``.
+        The lock file sits beside the directory, which initdb needs empty."""
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        with self.lock_file.open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            yield
+
     def _prepare_empty_dir(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if any(self.data_dir.iterdir()):
@@ -187,6 +204,10 @@ class Cluster:
 
     def init(self) -> None:
         """Create the data directory and the cluster (loopback, trust auth)."""
+        with self._exclusive():
+            self._init()
+
+    def _init(self) -> None:
         check_postgis_installed(self.pg_bin)
         self._prepare_empty_dir()
         self._run(
@@ -207,9 +228,13 @@ class Cluster:
 
     def start(self) -> ClusterStatus:
         """Start the server (initialising it first if needed); a no-op when it runs."""
+        with self._exclusive():
+            return self._start()
+
+    def _start(self) -> ClusterStatus:
         check_postgis_installed(self.pg_bin)
         if not self.initialised:
-            self.init()
+            self._init()
         status = self.status()
         if status.running:
             return status
@@ -249,16 +274,22 @@ class Cluster:
         return (self.data_dir / "standby.signal").is_file()
 
     def stop(self) -> None:
+        with self._exclusive():
+            self._stop()
+
+    def _stop(self) -> None:
         if self.status().running:
             self._run("pg_ctl", "stop", "-w", "-m", "fast", "-D", str(self.data_dir))
             log.info("cluster stopped")
 
     def destroy(self) -> None:
         """Stop the server and delete its data directory."""
-        self.stop()
-        if self.data_dir.exists():
-            shutil.rmtree(self.data_dir)
-            log.info("deleted %s", self.data_dir)
+        with self._exclusive():
+            self._stop()
+            if self.data_dir.exists():
+                shutil.rmtree(self.data_dir)
+                log.info("deleted %s", self.data_dir)
+        self.lock_file.unlink(missing_ok=True)
 
 
 def _reachable_by(path: Path, user: str) -> bool:
