@@ -15,6 +15,8 @@ from the copy).
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import os
 import threading
 from pathlib import Path
@@ -32,6 +34,8 @@ from rio_tiler.models import ImageData
 from rio_tiler.mosaic import mosaic_reader
 from rio_tiler.utils import render
 
+log = logging.getLogger(__name__)
+
 Resampling = Literal["nearest", "bilinear"]
 TILE_SIZE = 256
 COPIES = "raster-copies"
@@ -40,14 +44,25 @@ _copying: dict[str, threading.Lock] = {}
 _guard = threading.Lock()
 
 
+def _copy_key(path: Path, tms_id: str, resampling: str) -> str | None:
+    """The copy's name for ``path`` as it is now; None when it is gone."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return hashlib.blake2b(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{tms_id}|"
+                           f"{resampling}".encode(), digest_size=12).hexdigest()
+
+
 def in_grid_crs(path: Path, tms: morecantile.TileMatrixSet, cache: Path,
                 resampling: Resampling) -> Path:
     """``path`` itself when it is in the grid's CRS, else its copy in that CRS, made on first
     use (other threads asking meanwhile wait for it) and named after the source's path,
-    size and time, so a changed source gets a new copy."""
-    stat = path.stat()
-    key = hashlib.blake2b(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{tms.id}|"
-                          f"{resampling}".encode(), digest_size=12).hexdigest()
+    size and time, so a changed source gets a new copy. Making one prunes the copies whose
+    source has gone or changed (a deleted scenario's rasters, a replaced DEM)."""
+    key = _copy_key(path, tms.id, resampling)
+    if key is None:
+        raise FileNotFoundError(path)
     target = cache / f"{key}.tif"
     if target.exists():
         return target
@@ -66,8 +81,34 @@ def in_grid_crs(path: Path, tms: morecantile.TileMatrixSet, cache: Path,
                 rasterio.shutil.copy(vrt, partial, driver="COG", COMPRESS="DEFLATE",
                                      PREDICTOR="YES", BLOCKSIZE=str(TILE_SIZE),
                                      RESAMPLING=resampling.upper(), OVERVIEWS="AUTO")
+            # The source is written down before the copy appears, so a prune never finds a
+            # published copy it cannot account for.
+            target.with_suffix(".json").write_text(json.dumps(
+                {"source": str(path.resolve()), "tms": tms.id, "resampling": resampling}))
             os.replace(partial, target)
+            prune_copies(cache)
     return target
+
+
+def prune_copies(cache: Path) -> list[Path]:
+    """Delete the copies under ``cache`` whose source is gone or has changed since, and those
+    that do not say their source; returns them. Copies are a cache: one deleted while still
+    wanted is made again on the next read."""
+    gone = []
+    for copy in cache.glob("[!.]*.tif"):
+        record = copy.with_suffix(".json")
+        try:
+            source = json.loads(record.read_text())
+            current = _copy_key(Path(source["source"]), source["tms"], source["resampling"])
+        except (FileNotFoundError, ValueError, KeyError):
+            current = None
+        if current != copy.stem:
+            copy.unlink(missing_ok=True)
+            record.unlink(missing_ok=True)
+            gone.append(copy)
+    if gone:
+        log.info("deleted %d raster copies whose source has gone or changed", len(gone))
+    return gone
 
 
 def read_tile(paths: list[Path], tms: morecantile.TileMatrixSet, z: int, x: int, y: int, *,
