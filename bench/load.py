@@ -9,13 +9,16 @@ prints requests/s, p50/p95/p99 latency per kind and overall, errors (any status 
 the database afterwards (an acknowledged create must exist; an acknowledged PATCH's height
 must be the stored one unless a later acknowledged one replaced it), beside the issue's
 targets: zero errors, zero lost edits, p99 under 250 ms at 64 clients on a 2-core machine.
-It also prints the tiles' answers by ``X-Cache`` (edits evict tiles, so the hit rate falls
-with the share of edits) and the CPU per request of the server, PostgreSQL and this load
-generator, which a shared machine's load average blurs less than the latencies.
+It also prints the tiles' answers by ``X-Cache`` (edits make tiles stale: they are served
+stale while one render refreshes them, so renders grow with the share of edits) and the CPU
+per request of the server, PostgreSQL and this load generator, which a shared machine's load
+average blurs less than the latencies.
 
 The city is the generated one (``cim demo generate``), loaded once into a cluster of its own
-under ``bench/out/load`` (bench/serving.py's helpers load it and start the server). The rate
-limits are switched off for the run: 64 clients on one address is what they exist to stop.
+under ``bench/out/load`` (bench/serving.py's helpers load it and start the server); each run
+first deletes the buildings earlier runs created and empties the tile cache folder, so every
+run starts from the same city and a cold cache. The rate limits are switched off for the
+run: 64 clients on one address is what they exist to stop.
 
     python bench/load.py [--clients 64] [--seconds 60] [--buildings 20000] [--workers 2]
                          [--seed 7] [--mix tiles=0.45,basemap=0.15,features=0.3,edits=0.1]
@@ -29,6 +32,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -43,6 +47,7 @@ from cim.db.cluster import Cluster
 from cim.db.engine import database_url, ensure_database, make_engine
 from cim.settings import DatabaseSettings
 from layers.model import Classification
+from layers.transactions import API_SOURCE
 
 WORK = serving.OUT / "load"
 P99_TARGET_MS = 250.0
@@ -189,9 +194,23 @@ def own_database(gpkg: Path) -> Iterator[str]:
         ensure_database(db)
         url = database_url(db)
         serving.load_city(url, gpkg)
+        forget_earlier_edits(url)
         yield url
     finally:
         cluster.stop()
+
+
+def forget_earlier_edits(url: str) -> None:
+    """The city as loaded: buildings created through the API by earlier runs deleted (their
+    audit rows stay: the log is append-only), the table's statistics renewed."""
+    engine = make_engine(DatabaseSettings(url=url))
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM cim.buildings WHERE source = :s"), {"s": API_SOURCE})
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE cim.buildings"))
+    finally:
+        engine.dispose()
 
 
 def editor_key(url: str) -> str:
@@ -225,6 +244,7 @@ def main() -> None:
         raise SystemExit(f"--mix: kinds are {', '.join(KINDS)}")
     gpkg = serving.city_file(args.buildings)
     WORK.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(WORK / "tile-cache", ignore_errors=True)  # every run starts cold
     serving.WORK = WORK  # the server's log goes beside this benchmark's cluster
     with own_database(gpkg) as url, ExitStack() as stack:
         key = editor_key(url)
@@ -265,8 +285,11 @@ def main() -> None:
         values = every if kind == "all" else tally.latencies[kind]
         print(f"{kind:<10}{len(values):>10,}{len(values) / wall:>9.1f}{pct(values, 50):>9.1f}"
               f"{pct(values, 95):>9.1f}{pct(values, 99):>9.1f}")
+    tiles = max(sum(tally.cache.values()), 1)
     print(f"statuses {dict(sorted(tally.statuses.items()))}, dropped connections "
-          f"{tally.dropped}; tiles by X-Cache {dict(sorted(tally.cache.items()))}")
+          f"{tally.dropped}; tiles by X-Cache {dict(sorted(tally.cache.items()))}: "
+          f"{tally.cache.get('hit', 0) / tiles:.0%} hits, {tally.cache.get('stale', 0) / tiles:.0%}"
+          " stale while refreshed")
     print(f"edits: {len(tally.created):,} creates acknowledged, {creates:,} found; "
           f"{len(tally.heights):,} objects' last acknowledged height, {heights:,} as stored")
     # CPU per request is what a shared machine's load average cannot blur: throughput on

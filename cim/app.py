@@ -189,7 +189,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response,
              responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
     def prometheus() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(metrics.collected()), media_type=CONTENT_TYPE_LATEST)
 
     for error, (status, code) in ERRORS.items():
         def handler(request: Request, exc: Exception, status: int = status,
@@ -212,7 +212,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                        principal))
     app.include_router(transactions_router(list(catalog), settings.features, crs_offered,
                                            principal))
-    app.include_router(tiles_router(list(catalog), settings.city.name, principal))
+    app.include_router(tiles_router(list(catalog), settings.city.name, principal,
+                                   settings.tiles.max_stale_s))
     app.include_router(threed_router(list(catalog), tilesets_folder(settings.storage.root),
                                      principal))
     app.include_router(terrain_router(list(catalog), settings.storage.root,

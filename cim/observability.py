@@ -5,7 +5,10 @@ Prometheus metrics, and logs that never show a password.
 each request an id (the caller's ``X-Request-Id`` when it looks like one), times it, counts
 it by route template and status, counts tile cache hits and misses from the ``X-Cache``
 header the tile routes set, and logs it. Each app has its own metrics registry, so several
-apps in one process (the tests) never mix their figures.
+apps in one process (the tests) never mix their figures. Under ``cim serve --workers N`` each
+worker process counts its own requests: ``shared_metrics`` gives them prometheus_client's
+multiprocess mode (a folder of per-process files, ``PROMETHEUS_MULTIPROC_DIR``), and
+``/metrics`` sums them, whichever worker answers the scrape.
 """
 
 from __future__ import annotations
@@ -14,13 +17,17 @@ import contextvars
 import itertools
 import json
 import logging
+import os
 import re
 import secrets
+import tempfile
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from contextlib import contextmanager
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.multiprocess import MultiProcessCollector
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 log = logging.getLogger("cim.requests")
@@ -28,6 +35,7 @@ log = logging.getLogger("cim.requests")
 _GIVEN_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _PASSWORD_IN_URL = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://[^:/@\s]+):[^@\s]*@",
                               re.IGNORECASE)
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 Scope = MutableMapping[str, Any]
@@ -54,6 +62,31 @@ class Metrics:
                                  buckets=LATENCY_BUCKETS, registry=self.registry)
         self.tile_cache = Counter("cim_tile_cache_requests", "Tile requests by cache result.",
                                   ["result"], registry=self.registry)
+        # prometheus_client chose per-process files at import if the folder was set then.
+        self.multiprocess = MULTIPROC_DIR in os.environ
+
+    def collected(self) -> CollectorRegistry:
+        """What ``/metrics`` shows: this process's registry, or every worker's files summed."""
+        if not self.multiprocess:
+            return self.registry
+        every = CollectorRegistry()
+        MultiProcessCollector(every)
+        return every
+
+
+@contextmanager
+def shared_metrics(workers: int) -> Iterator[None]:
+    """With several workers, a folder their metrics go to (removed afterwards), set in the
+    environment they inherit; a folder already configured is kept."""
+    if workers < 2 or MULTIPROC_DIR in os.environ:
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="cim-metrics-") as folder:
+        os.environ[MULTIPROC_DIR] = folder
+        try:
+            yield
+        finally:
+            del os.environ[MULTIPROC_DIR]
 
 
 class RequestObserver:

@@ -249,6 +249,10 @@ class TilesSettings(_Section):
         default=Path(".cim/tiles"), description="Folder of the disk cache; empty: memory only.")
     memory_bytes: int = Field(default=256 * 2**20, ge=0,
                               description="Bound of the in-memory cache, bytes.")
+    max_stale_s: float = Field(
+        default=30.0, ge=0, le=60,
+        description="How long after an edit an evicted tile may still be served, stale, "
+        "while it is re-rendered (at most the clients' max-age, 60 s); 0: never.")
 
     @field_validator("cache_dir", mode="before")
     @classmethod

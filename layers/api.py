@@ -143,7 +143,9 @@ def features_router(catalog: list[LayerDefinition], settings: FeaturesSettings,
     layers = {layer.id: layer for layer in catalog}
     crs_uris = [crs.uri for crs in crs_offered]
 
-    def output_crs(crs: Annotated[str | None, Query(
+    # The dependencies are async: each sync one is a hop to a worker thread, and under load
+    # every hop waits its turn for the GIL.
+    async def output_crs(crs: Annotated[str | None, Query(
             description="CRS of the response geometries (a URI; default CRS84).",
             examples=crs_uris)] = None) -> Crs:
         return resolve(crs, crs_offered, "crs")
@@ -158,8 +160,8 @@ def features_router(catalog: list[LayerDefinition], settings: FeaturesSettings,
                 typed[layer.id] = load_queryables(conn, layer)
         return typed[layer.id]
 
-    def layer_for(collectionId: str,  # named as in the OGC spec
-                  who: Annotated[Principal, Depends(principal)]) -> LayerDefinition:
+    async def layer_for(collectionId: str,  # named as in the OGC spec
+                        who: Annotated[Principal, Depends(principal)]) -> LayerDefinition:
         layer = layers.get(collectionId)
         if layer is None or not who.may_see(layer):
             raise NotFound(f"no collection {collectionId!r}")

@@ -8,15 +8,21 @@ from fastapi import Request
 from fastapi.responses import Response
 
 
+def digest_of(data: bytes) -> str:
+    """The content digest an ETag is made of."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
 def cached(request: Request, body: bytes | str, media_type: str,
            max_age: int = 60, headers: dict[str, str] | None = None,
-           version: int | None = None) -> Response:
+           version: int | None = None, digest: str | None = None) -> Response:
     """The body with ``ETag`` and ``Cache-Control``; 304 Not Modified if ``If-None-Match``
     already names it. A short max-age keeps clients close to the city as imports change it,
     and the ETag makes each revalidation cheap. A city object's ETag starts with its version
-    id, so a later ``If-Match`` can tell which version the client saw."""
+    id, so a later ``If-Match`` can tell which version the client saw. ``digest``: the
+    body's ``digest_of``, when the caller keeps it (the tile cache)."""
     data = body.encode() if isinstance(body, str) else body
-    digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+    digest = digest or digest_of(data)
     etag = f'"{digest}"' if version is None else f'"{version}-{digest}"'
     # What a key reads may be classified: no shared cache may keep it for others.
     keyed = "authorization" in request.headers or "x-api-key" in request.headers

@@ -162,11 +162,13 @@ def transactions_router(catalog: list[LayerDefinition], settings: FeaturesSettin
     router = APIRouter(tags=["OGC API - Features: writes"])
     layers = {layer.id: layer for layer in catalog}
 
-    def engine(request: Request) -> Engine:
+    # The dependencies are async: each sync one is a hop to a worker thread, and under load
+    # every hop waits its turn for the GIL.
+    async def engine(request: Request) -> Engine:
         return request.app.state.engine
 
-    def editable(collectionId: str,  # named as in the OGC spec
-                 who: Annotated[Principal, Depends(principal)]) -> LayerDefinition:
+    async def editable(collectionId: str,  # named as in the OGC spec
+                       who: Annotated[Principal, Depends(principal)]) -> LayerDefinition:
         layer = layers.get(collectionId)
         if layer is None or not who.may_see(layer):
             raise NotFound(f"no collection {collectionId!r}")
@@ -244,7 +246,7 @@ def transactions_router(catalog: list[LayerDefinition], settings: FeaturesSettin
               if_match: str | None, changes: dict[str, Any], action: Action) -> Response:
         if action != "delete" and not changes:
             raise InvalidParameter("the feature names no property or geometry to change")
-        with engine(request).begin() as conn:
+        with request.app.state.engine.begin() as conn:
             before = current(conn, layer, feature_id, if_match)
             if action == "delete":
                 delete_object(conn, layer.source.relation, feature_id)

@@ -27,11 +27,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def cim_serve(env: dict[str, str], probe: str = "/health", timeout_s: float = 120.0
-              ) -> Iterator[str]:
+def cim_serve(env: dict[str, str], probe: str = "/health", timeout_s: float = 120.0,
+              workers: int | None = None) -> Iterator[str]:
     """The server's base URL once ``probe`` answers 200; ``env`` is added to this process's."""
     port = free_port()
-    proc = subprocess.Popen([CIM, "serve", "--port", str(port)], env={**os.environ, **env},
+    processes = [] if workers is None else ["--workers", str(workers)]
+    proc = subprocess.Popen([CIM, "serve", "--port", str(port), *processes],
+                            env={**os.environ, **env},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
+import httpx
 import morecantile
 from fastapi.testclient import TestClient
 from pyproj import Transformer
 
 from cim.app import create_app
-from cim.observability import JsonFormatter, redact, request_id
+from cim.observability import MULTIPROC_DIR, JsonFormatter, redact, request_id, shared_metrics
+from tests.servers import cim_serve
 from tests.test_import_formats import X0, Y0
 
 
@@ -61,3 +66,31 @@ def test_logs_are_json_with_the_request_id_and_no_password():
     assert line["request_id"] == "abc123" and line["level"] == "WARNING"
     assert "s3cret" not in line["message"] and "cim:***@db" in line["message"]
     assert redact("no url here") == "no url here"
+
+
+
+def test_metrics_count_every_worker_of_cim_serve(engine, settings, tmp_path):
+    folder = tmp_path / "metrics"  # named here (cim serve keeps it) so the test can look in
+    folder.mkdir()
+    env = {"CIM_DATABASE_URL": engine.url.render_as_string(hide_password=False),
+           "CIM_STORAGE_ROOT": str(settings.storage.root), MULTIPROC_DIR: str(folder)}
+    with cim_serve(env, workers=2) as base, ThreadPoolExecutor(8) as pool:
+        # Concurrent fresh connections: the two worker processes share the listening socket.
+        answers = list(pool.map(lambda _: httpx.get(f"{base}/health").status_code,
+                                range(80)))
+        scrapes = [httpx.get(f"{base}/metrics").text for _ in range(4)]
+    assert answers == [200] * 80
+    assert len(list(folder.glob("counter_*.db"))) == 2, "both workers answered"
+    for body in scrapes:  # whichever worker answers, it reports both workers' requests
+        assert metric(body, "cim_http_requests_total", method="GET", route="/health",
+                      status="200") == 80 + 1  # and cim_serve's probe
+
+
+def test_several_workers_get_a_metrics_folder_removed_afterwards(monkeypatch):
+    monkeypatch.delenv(MULTIPROC_DIR, raising=False)
+    with shared_metrics(1):
+        assert MULTIPROC_DIR not in os.environ  # one process: its own registry
+    with shared_metrics(2):
+        folder = Path(os.environ[MULTIPROC_DIR])
+        assert folder.is_dir()
+    assert not folder.exists() and MULTIPROC_DIR not in os.environ

@@ -1,4 +1,5 @@
-"""The server-side tile cache: hits, gzip, and eviction exactly where edits and imports land."""
+"""The server-side tile cache: hits, gzip, eviction exactly where edits and imports land, and
+stale tiles served for a bounded time while they are re-rendered."""
 
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ import pytest
 from fastapi.testclient import TestClient
 from pyproj import Transformer
 from shapely.geometry import box
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from cim.app import create_app
 from cim.history import update_object
 from cim.ingest.pipeline import ImportOptions, import_file
 from layers.catalog import load_catalog
 from layers.model import Classification
+from layers.responses import digest_of
 from tests.conftest import object_ids
 from tests.test_import_formats import X0, Y0, write
 from tiles.api import accepts_gzip
@@ -56,9 +58,13 @@ def tile_url(place: tuple[float, float], z: int, collection: str | None = None) 
     return f"{prefix}/tiles/WebMercatorQuad/{z}/{t.x}/{t.y}"
 
 
-def fetch(client, url: str) -> tuple[str, dict]:
+FRESH = {"Cache-Control": "no-cache"}
+"""A reader that takes no stale tile."""
+
+
+def fetch(client, url: str, headers: dict[str, str] | None = None) -> tuple[str, dict]:
     """X-Cache of the response and the decoded tile."""
-    response = client.get(url)
+    response = client.get(url, headers=headers)
     assert response.status_code == 200, response.text
     return response.headers["x-cache"], mapbox_vector_tile.decode(response.content)
 
@@ -104,8 +110,10 @@ def warm(client) -> None:
 
 
 def assert_only_near_evicted(client, new_height: float) -> None:
+    """The tiles near the change are drawn again for a reader that takes no stale tile; the
+    far ones are still hits."""
     for url, near in URLS.items():
-        state, tile = fetch(client, url)
+        state, tile = fetch(client, url, FRESH)
         assert state == ("miss" if near else "hit"), url
         if near:
             assert heights(client, tile)["t:NEAR"] == new_height
@@ -133,13 +141,58 @@ def test_second_request_is_a_hit_with_the_same_etag_and_gzip(city, settings):
         assert collections.headers["content-encoding"] == "gzip"  # JSON goes through gzip
 
 
-def test_an_edit_evicts_only_the_tiles_it_touches(city, settings):
+def render_counter(client) -> list[str]:
+    """The tile renders the app sends to the database from now on."""
+    renders: list[str] = []
+    event.listen(client.app.state.read_engine, "before_cursor_execute",
+                 lambda conn, cursor, sql, *rest: renders.append(sql)
+                 if "ST_AsMVT" in sql else None)
+    return renders
+
+
+def test_an_edit_refreshes_only_the_tiles_it_touches(city, settings):
+    near = [url for url, is_near in URLS.items() if is_near]
     with TestClient(create_app(settings)) as client:
         warm(client)
+        renders = render_counter(client)
         with city.begin() as conn:
             update_object(conn, "buildings", "t:NEAR", {"height": 50.0})
         wait_for_eviction(client, NEAR_16)  # the listener thread, on NOTIFY
-        assert_only_near_evicted(client, 50.0)
+        # A reader is answered at once from the stale copy, told not to keep it, while one
+        # render refreshes the tile in the background.
+        for url in near:
+            response = client.get(url)
+            assert response.headers["x-cache"] == "stale", url
+            assert response.headers["cache-control"].endswith("max-age=0")
+            assert heights(client, mapbox_vector_tile.decode(response.content))["t:NEAR"] \
+                == 12.0
+        deadline = time.monotonic() + settings.tiles.max_stale_s
+        for url in near:  # refreshed well within the bound
+            while (answer := fetch(client, url))[0] != "hit":
+                assert answer[0] == "stale", url
+                assert time.monotonic() < deadline, f"{url} was not refreshed"
+                time.sleep(0.02)
+            assert heights(client, answer[1])["t:NEAR"] == 50.0
+        for url in URLS:
+            assert fetch(client, url)[0] == "hit", url
+        assert len(renders) == len(near)  # one refresh each; the far tiles were not drawn
+
+        # A reader that takes no stale tile waits for the render and sees the edit at once.
+        with city.begin() as conn:
+            update_object(conn, "buildings", "t:NEAR", {"height": 61.0})
+        wait_for_eviction(client, NEAR_16)
+        assert_only_near_evicted(client, 61.0)
+
+
+def test_a_stale_tile_is_served_no_longer_than_the_bound(city, settings):
+    bounded = settings.replace(tiles=settings.tiles.model_copy(update={"max_stale_s": 0.0}))
+    with TestClient(create_app(bounded)) as client:
+        warm(client)
+        with city.begin() as conn:
+            update_object(conn, "buildings", "t:NEAR", {"height": 50.0})
+        wait_for_eviction(client, NEAR_16)
+        state, tile = fetch(client, NEAR_16)
+        assert state == "miss" and heights(client, tile)["t:NEAR"] == 50.0
 
 
 def test_an_import_evicts_only_the_tiles_it_touches(city, settings, tmp_path):
@@ -179,7 +232,7 @@ def test_a_new_reading_evicts_its_sensor_tile(engine, settings):
             conn.execute(text("INSERT INTO cim.observations (sensor_id, observed_at, value) "
                               "VALUES ('s:1', now(), 3.5)"))
         wait_for_eviction(client, url)
-        state, tile = fetch(client, url)
+        state, tile = fetch(client, url, FRESH)
         assert state == "miss"
         assert tile["sensors"]["features"][0]["properties"]["latest_value"] == 3.5
 
@@ -230,3 +283,15 @@ def test_tiles_are_stored_compressed(city, settings):
         stored = client.app.state.tile_cache.get(
             TileKey("buildings", "WebMercatorQuad", 16, t.x, t.y))
         assert "buildings" in mapbox_vector_tile.decode(gzip.decompress(stored))
+
+
+def test_a_held_tile_is_hashed_once_and_again_when_it_changes():
+    cache = TileCache(memory_bytes=10_000)
+    cache.active = True
+    key = TileKey("buildings", "WebMercatorQuad", 16, 0, 0)
+    first, second = b"a" * 100, b"b" * 100
+    cache.put(Tileset.collection("buildings"), key, first, cache.generation)
+    held = cache.in_memory(key)
+    assert cache.digest(key, held) == cache.digest(key, held) == digest_of(first)
+    cache.put(Tileset.collection("buildings"), key, second, cache.generation)
+    assert cache.digest(key, cache.in_memory(key)) == digest_of(second)

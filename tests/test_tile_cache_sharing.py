@@ -78,3 +78,22 @@ def test_concurrent_misses_of_one_tile_share_one_render(city, settings):  # noqa
         assert len({r.content for r in responses}) == 1
         assert len(renders) == 1
         assert client.get(url).headers["x-cache"] == "hit"
+
+
+def test_a_render_overtaken_by_an_eviction_still_replaces_an_older_stale_copy():
+    cache = TileCache(memory_bytes=1_000_000)
+    cache.active = True
+    here = (114.40, 30.50)
+    key = key_at(*here, 16)
+    assert cache.put(BUILDINGS, key, b"first", cache.generation)
+    cache.evict({"buildings"}, [around(*here)])
+    assert cache.in_memory(key) is None and cache.stale_copy(key)[0] == b"first"
+    started = cache.generation  # a refresh begins, then another edit lands on the tile
+    cache.evict({"buildings"}, [around(*here)])
+    assert not cache.put(BUILDINGS, key, b"second", started)  # not fresh: not stored so
+    assert cache.in_memory(key) is None
+    assert cache.stale_copy(key)[0] == b"second"  # but newer than the copy readers had
+    assert not cache.put(BUILDINGS, key, b"older", started - 1)
+    assert cache.stale_copy(key)[0] == b"second"
+    assert cache.put(BUILDINGS, key, b"fresh", cache.generation)
+    assert cache.in_memory(key) == b"fresh" and cache.stale_copy(key) is None

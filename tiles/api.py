@@ -8,6 +8,11 @@ Tiles go through the server-side cache (``app.state.tile_cache``, None when disa
 are sent gzip-compressed as stored to clients that accept it; ``X-Cache`` says hit or miss.
 Concurrent misses of one tile share one render (unless an eviction covering the tile came
 after that render began), so a tile evicted under load is drawn once, not once per reader.
+An evicted tile still in memory is answered at once, stale (``X-Cache: stale``, max-age 0),
+while one background render refreshes it, for at most ``max_stale_s`` after the eviction;
+past that, or when the request says ``Cache-Control: no-cache``, the reader waits for the
+fresh render. A tile edited over and over is refreshed at most every ``REFRESH_SPACING_S``.
+Access is checked before the cache is consulted, as for any tile.
 
 (No postponed annotations here: FastAPI resolves the route closures' dependencies at
 definition time.)
@@ -15,6 +20,9 @@ definition time.)
 
 import asyncio
 import gzip
+import logging
+import math
+import time
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -36,6 +44,12 @@ from tiles.metadata import attribution, vector_layers, zoom_range
 from tiles.style import style_document
 
 MVT = "application/vnd.mapbox-vector-tile"
+REFRESH_SPACING_S = 1.0
+"""Least time between two background refreshes of one tile. Under a stream of edits the
+low-zoom tiles over a district are evicted by nearly every edit: refreshed back to back,
+their renders (the dearest) took most of the CPU, each stale again on arrival."""
+REFRESHES_KEPT = 10_000
+log = logging.getLogger(__name__)
 
 
 def accepts_gzip(accept_encoding: str) -> bool:
@@ -54,8 +68,14 @@ def accepts_gzip(accept_encoding: str) -> bool:
     return False
 
 
+def wants_fresh(cache_control: str) -> bool:
+    """Whether a request's ``Cache-Control`` refuses a stale answer (no-cache, max-age=0)."""
+    directives = {d.strip().lower() for d in cache_control.split(",")}
+    return "no-cache" in directives or "max-age=0" in directives
+
+
 def tiles_router(catalog: list[LayerDefinition], name: str,
-                 principal: Callable[..., Principal]) -> APIRouter:
+                 principal: Callable[..., Principal], max_stale_s: float) -> APIRouter:
     router = APIRouter(tags=["OGC API - Tiles"])
     layers = {layer.id: layer for layer in catalog}
 
@@ -68,8 +88,61 @@ def tiles_router(catalog: list[LayerDefinition], name: str,
 
     engine = read_engine_for(principal)
     grids = {tms_id: lookup_grid(tms_id) for tms_id in SERVED}
-    # Renders in flight: key -> (cache generation before it began, its result or None).
-    flights: dict[TileKey, tuple[int, asyncio.Future[bytes | None]]] = {}
+    # Renders in flight: key -> (cache generation before it began, its compressed tile and
+    # whether the cache held it). Registered on the event loop before the render starts, so
+    # a second reader, or a second stale answer, never starts another.
+    flights: dict[TileKey, tuple[int, asyncio.Future[tuple[bytes, bool]]]] = {}
+    renders: set[asyncio.Task[None]] = set()  # held: the loop keeps only weak references
+    refreshed: dict[TileKey, float] = {}  # when each tile's last refresh began
+
+    def flight(cache: TileCache, db: Engine, tileset: Tileset, chosen: list[LayerDefinition],
+               tms: morecantile.TileMatrixSet, z: int, x: int,
+               y: int) -> asyncio.Future[tuple[bytes, bool]]:
+        """The render of this tile in flight that began after its last eviction, or a new
+        one."""
+        key = TileKey(tileset.name, tms.id, z, x, y)
+        current = flights.get(key)
+        if current is not None and not cache.stale(key, tileset.layers, current[0]):
+            return current[1]
+        future: asyncio.Future[tuple[bytes, bool]] = \
+            asyncio.get_running_loop().create_future()
+        # Retrieved here so a render nobody waits for (a refresh) logs no "never retrieved".
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        flights[key] = (cache.generation, future)
+
+        async def render() -> None:
+            try:
+                future.set_result(await run_in_threadpool(
+                    cached_tile, cache, db, tileset, chosen, tms, z, x, y))
+            except Exception as exc:  # to whoever waits; a refresh alone just logs it
+                future.set_exception(exc)
+            finally:
+                if flights.get(key, (0, None))[1] is future:
+                    del flights[key]
+
+        task = asyncio.ensure_future(render())
+        renders.add(task)
+        task.add_done_callback(renders.discard)
+        return future
+
+    def refresh(cache: TileCache, db: Engine, tileset: Tileset, chosen: list[LayerDefinition],
+                tms: morecantile.TileMatrixSet, z: int, x: int, y: int) -> None:
+        """Render a stale tile in the background: one render at a time however many readers
+        saw it, and not again within ``REFRESH_SPACING_S``."""
+        key, now = TileKey(tileset.name, tms.id, z, x, y), time.monotonic()
+        if key in flights or now - refreshed.get(key, -math.inf) < REFRESH_SPACING_S:
+            return
+        if len(refreshed) >= REFRESHES_KEPT:  # forget those past the spacing
+            for old in [k for k, t in refreshed.items() if now - t >= REFRESH_SPACING_S]:
+                del refreshed[old]
+        refreshed[key] = now
+
+        def failed(done: asyncio.Future[tuple[bytes, bool]]) -> None:
+            if not done.cancelled() and done.exception() is not None:
+                log.warning("refreshing tile %s/%s/%s of %s failed: %s", z, x, y,
+                            tileset.name, done.exception())
+
+        flight(cache, db, tileset, chosen, tms, z, x, y).add_done_callback(failed)
 
     async def rendered(cache: TileCache | None, db: Engine, tileset: Tileset,
                        chosen: list[LayerDefinition], tms: morecantile.TileMatrixSet,
@@ -78,23 +151,7 @@ def tiles_router(catalog: list[LayerDefinition], name: str,
         if cache is None or not cache.active:  # nothing tells whether a render is stale
             return await run_in_threadpool(cached_tile, cache, db, tileset, chosen, tms,
                                            z, x, y)
-        key = TileKey(tileset.name, tms.id, z, x, y)
-        flight = flights.get(key)
-        if flight is not None and not cache.stale(key, tileset.layers, flight[0]):
-            shared = await asyncio.shield(flight[1])
-            if shared is not None:
-                return shared, False
-        future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
-        flights[key] = (cache.generation, future)
-        data: bytes | None = None
-        try:
-            data, hit = await run_in_threadpool(cached_tile, cache, db, tileset, chosen, tms,
-                                                z, x, y)
-        finally:
-            future.set_result(data)  # None if it failed: whoever waited renders for itself
-            if flights.get(key, (0, None))[1] is future:
-                del flights[key]
-        return data, hit
+        return await asyncio.shield(flight(cache, db, tileset, chosen, tms, z, x, y))
 
     async def grid(tileMatrixSetId: str) -> morecantile.TileMatrixSet:  # as in the OGC spec
         if tileMatrixSetId not in grids:
@@ -116,19 +173,31 @@ def tiles_router(catalog: list[LayerDefinition], name: str,
         if not (0 <= x < matrix.matrixWidth and 0 <= y < matrix.matrixHeight):
             raise NotFound(f"tile {z}/{x}/{y} lies outside the {tms.id} matrix")
         cache: TileCache | None = getattr(request.app.state, "tile_cache", None)
-        data = cache.in_memory(TileKey(tileset.name, tms.id, z, x, y)) if cache else None
-        hit = data is not None
+        key = TileKey(tileset.name, tms.id, z, x, y)
+        data = cache.in_memory(key) if cache else None
+        state, max_age = "hit", 60
+        if data is None and cache is not None:
+            old = cache.stale_copy(key)
+            if (old is not None and old[1] <= max_stale_s
+                    and not wants_fresh(request.headers.get("cache-control", ""))):
+                refresh(cache, db, tileset, chosen, tms, z, x, y)
+                # Clients come back for it at once: the refresh is under way.
+                data, state, max_age = old[0], "stale", 0
         if data is None:
             data, hit = await rendered(cache, db, tileset, chosen, tms, z, x, y)
-        headers = {"X-Cache": "hit" if hit else "miss", "Vary": "Accept-Encoding"}
+            state = "hit" if hit else "miss"
+        headers = {"X-Cache": state, "Vary": "Accept-Encoding"}
         if not data:
-            return Response(status_code=204, headers=headers)
+            return Response(status_code=204, headers={
+                **headers, "Cache-Control": f"public, max-age={max_age}"})
         # Stored compressed: a client that takes gzip costs no CPU, others are inflated for.
+        digest = None
         if accepts_gzip(request.headers.get("accept-encoding", "")):
             headers["Content-Encoding"] = "gzip"
+            digest = cache.digest(key, data) if cache is not None else None
         else:
             data = gzip.decompress(data)
-        return cached(request, data, MVT, headers=headers)
+        return cached(request, data, MVT, max_age=max_age, headers=headers, digest=digest)
 
     Zoom = Annotated[int, Path(ge=0, le=MAX_ZOOM)]
     Index = Annotated[int, Path(ge=0)]

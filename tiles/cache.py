@@ -5,12 +5,17 @@ Keys are (tileset, tile matrix set, z, x, y); a tileset is one collection, or a 
 after the exact set of layers it draws (readers with different clearances get different base
 maps). Eviction takes lon/lat envelopes and the layers a change touched and drops, at every
 zoom held, the tiles within the tile buffer of each envelope (``tiles.invalidation`` feeds it).
+An evicted tile leaves the disk but stays in memory marked stale, with the time it became
+so: ``in_memory`` and ``get`` never return it, ``stale_copy`` does, for the tile routes to
+answer at once while one render refreshes it (stale-while-revalidate, ``tiles.api``).
 
-A render that started before an eviction covering its tile is not stored (``generation``
-and the log of recent evictions), so a tile drawn from data read just before a change can
-never outlive the change's eviction, while evictions elsewhere (under a stream of edits,
-several a second) leave it alone. Until the invalidation feed has caught up with the database
-the cache is inactive: reads miss and nothing is stored.
+A render that started before an eviction covering its tile is not stored as fresh
+(``generation`` and the log of recent evictions), so a tile drawn from data read just before
+a change can never outlive the change's eviction, while evictions elsewhere (under a stream
+of edits, several a second) leave it alone. It still replaces an older stale copy in
+memory, stale from that eviction on: under a stream of edits a render is rarely fresh on
+arrival, and readers of the stale copy then see the newer one. Until the invalidation feed
+has caught up with the database the cache is inactive: reads miss and nothing is stored.
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import math
 import os
 import threading
+import time
 from collections import OrderedDict, defaultdict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -30,6 +37,7 @@ from sqlalchemy import Engine
 
 from cim.db.engine import autocommit
 from layers.model import LayerDefinition
+from layers.responses import digest_of
 from tiles.grid import GRIDS, BBox, TileRange, grid, project, tile_range
 from tiles.mvt import BUFFER, EXTENT, render_tile
 
@@ -87,9 +95,13 @@ class TileCache:
         self.active = False
         self.generation = 0
         self._floor = 0  # renders started before this generation are never stored
-        self._evictions: deque[tuple[int, frozenset[str], _Ranges]] = deque()
+        # (generation, monotonic time, layers, tile ranges) of each recent eviction
+        self._evictions: deque[tuple[int, float, frozenset[str], _Ranges]] = deque()
         self._lock = threading.Lock()
         self._memory: OrderedDict[TileKey, bytes] = OrderedDict()
+        self._born: dict[TileKey, int] = {}  # the generation each held tile was drawn from
+        self._digests: dict[TileKey, str] = {}  # ETag digests of held tiles, made once
+        self._stale_since: dict[TileKey, float] = {}  # monotonic time of the first eviction
         self._size = 0
         self._index: dict[tuple[str, str, int], set[tuple[int, int]]] = defaultdict(set)
         self._tilesets: dict[str, frozenset[str]] = {}
@@ -100,6 +112,9 @@ class TileCache:
         with self._lock:
             self.folder = folder
             self._memory.clear()
+            self._born.clear()
+            self._digests.clear()
+            self._stale_since.clear()
             self._index.clear()
             self._size = 0
             self._described.clear()
@@ -120,23 +135,49 @@ class TileCache:
     def _stale(self, key: TileKey, layers: frozenset[str], generation: int) -> bool:
         if generation < self._floor:
             return True
-        for at, evicted, ranges in reversed(self._evictions):
+        for at, _, evicted, ranges in reversed(self._evictions):
             if at <= generation:
                 break
-            if evicted & layers and any(x0 <= key.x <= x1 and y0 <= key.y <= y1
-                                        for x0, y0, x1, y1 in ranges.at(key.tms, key.z)):
+            if evicted & layers and _covers(ranges, key):
                 return True
         return False
 
+    def _stale_at(self, key: TileKey, layers: frozenset[str], generation: int) -> float | None:
+        """When the first eviction after ``generation`` covering the tile came (-inf when no
+        longer remembered), or None if none did."""
+        if generation < self._floor:
+            return -math.inf
+        first = None
+        for at, when, evicted, ranges in reversed(self._evictions):
+            if at <= generation:
+                break
+            if evicted & layers and _covers(ranges, key):
+                first = when
+        return first
+
     def in_memory(self, key: TileKey) -> bytes | None:
-        """The tile if the memory tier holds it (no disk access: safe on an event loop)."""
+        """The tile if the memory tier holds it fresh (no disk access: safe on an event
+        loop)."""
         if not self.active:
             return None
         with self._lock:
             data = self._memory.get(key)
-            if data is not None:
-                self._memory.move_to_end(key)
+            if data is None or key in self._stale_since:
+                return None
+            self._memory.move_to_end(key)
             return data
+
+    def stale_copy(self, key: TileKey) -> tuple[bytes, float] | None:
+        """The evicted tile memory still holds and how many seconds ago it became stale
+        (None if it holds none, or holds it fresh)."""
+        if not self.active:
+            return None
+        with self._lock:
+            since = self._stale_since.get(key)
+            if since is None:
+                return None
+            self._memory.move_to_end(key)
+            return self._memory[key], time.monotonic() - since
 
     def get(self, key: TileKey) -> bytes | None:
         if not self.active:
@@ -158,16 +199,24 @@ class TileCache:
             fresh = (generation == self.generation if layers is None
                      else not self._stale(key, layers, generation))
             if fresh:
-                self._remember(key, data)
+                self._remember(key, data, generation)
         return data
 
     def put(self, tileset: Tileset, key: TileKey, data: bytes, generation: int) -> bool:
-        """Store a tile rendered after ``generation`` was read; False if that is now stale."""
+        """Store a tile rendered after ``generation`` was read; False if that is now stale
+        (it then only replaces an older stale copy in memory)."""
         with self._lock:
-            if not self.active or self._stale(key, tileset.layers, generation):
+            if not self.active:
+                return False
+            since = self._stale_at(key, tileset.layers, generation)
+            if since is not None:
+                if since > -math.inf and key in self._stale_since \
+                        and generation > self._born[key]:
+                    self._remember(key, data, generation)
+                    self._stale_since[key] = since
                 return False
             self._tilesets[tileset.name] = tileset.layers
-            self._remember(key, data)
+            self._remember(key, data, generation)
         if self.folder is not None:
             self._write(tileset, key, data)
             # An eviction logged since the check above may have looked for this file first.
@@ -176,14 +225,32 @@ class TileCache:
                 return False
         return True
 
-    def _remember(self, key: TileKey, data: bytes) -> None:
+    def digest(self, key: TileKey, data: bytes) -> str:
+        """The ETag digest of ``data``, kept while memory holds it as ``key``'s tile: a hit
+        is then served without hashing it again (hashing was the server's largest cost)."""
+        with self._lock:
+            if self._memory.get(key) is data and key in self._digests:
+                return self._digests[key]
+        made = digest_of(data)
+        with self._lock:
+            if self._memory.get(key) is data:
+                self._digests[key] = made
+        return made
+
+    def _remember(self, key: TileKey, data: bytes, generation: int) -> None:
         if key in self._memory:
             self._size -= len(self._memory.pop(key)) + ENTRY_OVERHEAD
+            self._stale_since.pop(key, None)
+            self._digests.pop(key, None)
         self._memory[key] = data
+        self._born[key] = generation
         self._index[key.tileset, key.tms, key.z].add((key.x, key.y))
         self._size += len(data) + ENTRY_OVERHEAD
         while self._size > self.memory_bytes and self._memory:
             old, dropped = self._memory.popitem(last=False)
+            self._born.pop(old, None)
+            self._digests.pop(old, None)
+            self._stale_since.pop(old, None)
             self._index[old.tileset, old.tms, old.z].discard((old.x, old.y))
             self._size -= len(dropped) + ENTRY_OVERHEAD
 
@@ -211,16 +278,18 @@ class TileCache:
         return found
 
     def evict(self, layers: set[str], bboxes: Sequence[BBox]) -> int:
-        """Drop the tiles of tilesets drawing any of ``layers`` near any lon/lat envelope.
+        """Drop the tiles of tilesets drawing any of ``layers`` near any lon/lat envelope
+        from disk, and mark them stale in memory.
 
-        Returns how many tiles were removed (memory and disk counted separately)."""
+        Returns how many tiles were evicted (memory and disk counted separately)."""
         ranges = _Ranges(bboxes, BUFFER / EXTENT)
         removed = 0
+        now = time.monotonic()
         # Logged first, then disk, then memory: a read or render in flight can then neither
-        # put a stale tile back in memory nor leave one on disk.
+        # put a stale tile back in memory as fresh nor leave one on disk.
         with self._lock:
             self.generation += 1
-            self._evictions.append((self.generation, frozenset(layers), ranges))
+            self._evictions.append((self.generation, now, frozenset(layers), ranges))
             if len(self._evictions) > EVICTIONS_KEPT:
                 self._floor = self._evictions.popleft()[0]
         for name, drawn in self._disk_tilesets().items():
@@ -231,9 +300,8 @@ class TileCache:
                 if not self._tilesets.get(name, frozenset()) & layers:
                     continue
                 for x, y in _within(held, ranges.at(tms, z)):
-                    held.discard((x, y))
-                    self._size -= len(self._memory.pop(TileKey(name, tms, z, x, y))) \
-                        + ENTRY_OVERHEAD
+                    # The first eviction's time stays: it bounds how long a copy is served.
+                    self._stale_since.setdefault(TileKey(name, tms, z, x, y), now)
                     removed += 1
         return removed
 
@@ -254,11 +322,15 @@ class _Ranges:
         if (tms_id, z) not in self._ranges:
             tms = grid(tms_id)
             if tms_id not in self._projected:
-                self._projected[tms_id] = [xy for b in self.bboxes
-                                           if (xy := project(tms, b)) is not None]
+                self._projected[tms_id] = project(tms, self.bboxes)
             self._ranges[tms_id, z] = {tile_range(tms, z, xy, self.margin)
                                        for xy in self._projected[tms_id]}
         return self._ranges[tms_id, z]
+
+
+def _covers(ranges: _Ranges, key: TileKey) -> bool:
+    return any(x0 <= key.x <= x1 and y0 <= key.y <= y1
+               for x0, y0, x1, y1 in ranges.at(key.tms, key.z))
 
 
 def _area(r: TileRange) -> int:

@@ -197,15 +197,17 @@ def serve(
     """Serve the platform's HTTP API (JSON logs, one line per request, on stderr)."""
     import uvicorn
 
-    from cim.observability import LOG_CONFIG
+    from cim.observability import LOG_CONFIG, shared_metrics
 
     settings: Settings = ctx.obj
+    processes = workers or settings.server.workers
     # Each worker builds the app from the same settings (environment and cim.toml).
     # uvicorn restarts a worker that takes 5 s to answer its health check: on a busy machine
     # a worker still importing, or busy under load, was killed over and over.
-    uvicorn.run("cim.app:create_app", factory=True, host=host or settings.server.host,
-                port=port or settings.server.port, workers=workers or settings.server.workers,
-                log_config=LOG_CONFIG, access_log=False, timeout_worker_healthcheck=60)
+    with shared_metrics(processes):
+        uvicorn.run("cim.app:create_app", factory=True, host=host or settings.server.host,
+                    port=port or settings.server.port, workers=processes,
+                    log_config=LOG_CONFIG, access_log=False, timeout_worker_healthcheck=60)
 
 
 def main() -> None:
