@@ -74,8 +74,12 @@ def test_anaheim_reaches_1e5_and_the_best_known_flows():
     # Our Numba gap of the last sweep is SciPy's of the final flows.
     assert result.gaps[-1] == pytest.approx(result.relative_gap, rel=1e-3)
     assert result.volume.sum() > 0 and np.all(result.volume >= 0)
+    # A gap of 1e-5 leaves Anaheim's flows 0.3-1.1 % RMSE from the best-known ones, by the
+    # origin order (its objective is flat along some flow shifts); 1e-6 pins them to 1 %.
+    result = assign(network, demand, gap=1e-6)
     depends = network.alpha > 0
     error = result.volume[depends] - best.volume[depends]
+    assert result.converged
     assert np.sqrt(np.mean(error**2)) < 0.01 * best.volume[depends].mean()
 
 

@@ -1,6 +1,7 @@
 """OD matrices from OMX files: Sioux Falls' trips written as OMX (zones shuffled behind an
 integer lookup) assign as the TNTP trips do; a city scenario takes an OMX with a lookup of zone
-ids; bad files are refused with a message and exit 2."""
+ids; bad files, and zones the network lacks, are refused with a message and exit 2 before a
+job is queued."""
 
 from __future__ import annotations
 
@@ -127,4 +128,13 @@ def test_city_scenario_with_omx_demand(engine, settings, tmp_path):
     refused = subprocess.run([CIM, "traffic", "run", "--demand", str(negative), "--grid",
                               "300"], capture_output=True, text=True, timeout=120, env=env)
     assert refused.returncode == 2 and "negative" in refused.stderr
+    # Zones the network lacks are refused before a job is queued (no "scenario N" line).
+    elsewhere = write_omx(tmp_path / "elsewhere.omx", {"car": np.ones((3, 3))},
+                          text_lookups={"zone": [WEST, "grid:7_7", "grid:8_8"]})
+    refused = subprocess.run([CIM, "traffic", "run", "--demand", str(elsewhere), "--grid",
+                              "300"], capture_output=True, text=True, timeout=120, env=env)
+    assert refused.returncode == 2
+    assert "2 zone ids of the OD matrix are not zones of the network: grid:7_7, grid:8_8" \
+        in refused.stderr
+    assert "scenario" not in refused.stdout
     assert snapshot(engine) == before

@@ -269,6 +269,8 @@ def test_api_queues_a_traffic_job_and_serves_its_layer(app, analyst):
     ({"od": [["a", "b", -1]]}, "not negative"),
     ({"change_roads": [{"road_id": "t:m"}]}, "changes nothing"),
     ({"admin_level": "ward"}, "ward"),
+    ({"od": [[WEST, "grid:9_9", 10.0], ["nowhere", EAST, 5.0]], "grid_m": 300},
+     "2 zone ids of the OD matrix are not zones of the network: grid:9_9, nowhere"),
     ({"gap": 0.5}, "gap"),
     ({"close_roads": ["t:m\u0000"]}, "close_roads"),
     ({"area": [114.5, 30.5, 114.4, 30.6]}, "west < east"),

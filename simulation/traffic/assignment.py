@@ -8,34 +8,38 @@ whatever the engine reports.
 Engines: ``bush`` (the default), our Dial's Algorithm B compiled with Numba
 (:mod:`simulation.traffic.bush`), and ``pytraf`` 0.3 (PyPI, MIT, a Rust core), a path-based
 gradient projection, kept as an independent engine to check ours against (the tests do) and
-for its path flows and threads. Measured with ``bench/traffic.py`` in one run on this 2-core
-machine at a load average of 13-16, to a textbook gap of 1e-5, CPU seconds (Numba's compile,
-about 11 CPU s once, or its cache load, about 1 s per process, not included):
+for its path flows and threads. Measured with ``bench/traffic.py`` on this 2-core machine
+(pytraf and AequilibraE in one run at a load average of 13-16, ours as said below), to a
+textbook gap of 1e-5, CPU seconds (Numba's compile, about 11 CPU s once, or its cache load,
+about 1 s per process, not included):
 
 | network        | Algorithm B (``bush``) | pytraf (largest gap first) | AequilibraE 1.7.2 bfw |
 | -------------- | ---------------------- | -------------------------- | --------------------- |
-| Sioux Falls    | 0.004 s, 36 sweeps     | 0.006 s, 19 sweeps         | 2.2 s, 279 it.        |
-| Anaheim        | 0.020 s, 7 sweeps      | 0.023 s, 6 sweeps          | 0.65 s, 37 it.        |
-| Chicago Sketch | 0.91 s, 14 sweeps      | 2.0 s, 13 sweeps           | 22 s, 151 it.         |
+| Sioux Falls    | 0.004 s, 30 sweeps     | 0.006 s, 19 sweeps         | 2.2 s, 279 it.        |
+| Anaheim        | 0.018 s, 5 sweeps      | 0.023 s, 6 sweeps          | 0.65 s, 37 it.        |
+| Chicago Sketch | 0.74 s, 10 sweeps      | 2.0 s, 13 sweeps           | 22 s, 151 it.         |
 
-(a C Algorithm B, TAP-B, takes 0.89 s on Chicago Sketch on this kind of machine; on a quiet
-machine, load average 1-2, three runs of ours took 0.84, 0.87 and 0.90 s.) In
+(a C Algorithm B, TAP-B, takes 0.89 s on Chicago Sketch on this kind of machine; ours is the
+median of three runs, 0.72-0.74 s, at a load average of 9, in origins visited in random
+order; in the zones' order it took 0.84-0.90 s and 14 sweeps on a quiet machine.) In
 Algorithm B's time on Chicago Sketch about a quarter is the gap check's shortest-path trees,
 one per origin, which it therefore skips on sweeps where the last two gaps predict the target
 is still far; the rest is the bushes' updates and Newton shifts. More equilibration passes
 per bush, or Nie's (2010) relaxed rule for adding links, did not save a sweep there: the
-origins' interaction sets the pace. At city size, on a synthetic grid of 57,780 links and
-639 zones (400,000 trips, to 1e-4, a script outside the repository), Algorithm B took 20 CPU s
-and 3 sweeps, pytraf 45 s and 4. On the 470,000-building generated city's own network
-(59,383 links, 639 zones, 881,000 gravity trips; ``bench/traffic.py --city``, quiet machine)
-it is the other way round: to 1e-4 Algorithm B took 127.5 CPU s and 48 sweeps, pytraf 87.9 s
-and 12; to 1e-5, 240.9 s (118 sweeps) against 134.8 s (23). Why the city needs so many more
-sweeps of Algorithm B than the grid is not yet understood (pytraf's largest-gap-first origin
-order is one difference). Bushes are dense (origins × links) arrays, 340 MB for that network.
-All engines match the best-known flows (RMSE on
-flow-dependent links 0.05-0.6 % of the mean flow at 1e-5). AequilibraE pulls in PyTables,
-OpenMatrix and a project database we do not need, refuses zero free-flow times, and its own
-stopping gap reads below the textbook one.
+origins' interaction sets the pace. On the 470,000-building generated city's network
+(59,383 links, 639 zones, 881,000 gravity trips; ``bench/traffic.py --city``) the order in
+which a sweep visits the origins set it: in the zones' own order (grid cells, neighbours one
+after another) Algorithm B took 48 sweeps and 127.5 CPU s to 1e-4 and 118 sweeps to 1e-5,
+the gap spread evenly over the origins (the largest tenth held a quarter of it) and two
+thirds of it on links the bushes lacked. A fresh random order per sweep (seeded) takes it to
+1e-4 in 13 sweeps and 54.3 CPU s, to 1e-5 in 47 and 129.0 s; pytraf, largest gap first, 12
+sweeps and 83.0 s, 23 and 145.7 s (one run, load average 5-9). Three
+equilibration passes per bush, or keeping fewer unused links in the bushes, saved no CPU time
+there. Bushes are dense (origins × links) arrays, 340 MB for that network. All engines match
+the best-known flows (RMSE on flow-dependent links 0.05-1.1 % of the mean flow at 1e-5; at
+1e-5 Anaheim's flows still move 1 % with the origin order, at 1e-6 under 0.6 %).
+AequilibraE pulls in PyTables, OpenMatrix and a project database we do not need, refuses zero
+free-flow times, and its own stopping gap reads below the textbook one.
 
 Units: times in minutes (the TNTP convention), lengths in km, volumes in vehicles per hour.
 """
@@ -58,12 +62,21 @@ from simulation.traffic.errors import TrafficInputError
 Progress = Callable[[str, float], None]
 # Origins per Dijkstra call in the gap check: bounds its distance matrix on big networks.
 _ORIGIN_BATCH = 64
+# Sweeps between two of Algorithm B's gap checks at most. Two checks on a stalling gap once
+# predicted 94 more sweeps on the city, and the 47 skipped ran the gap from 3e-5 to 4e-6
+# where 1e-5 was asked; a check every 6 sweeps costs under a tenth of their time.
+_MOST_SKIPPED = 5
 Engine = Literal["bush", "pytraf"]
 ENGINES: tuple[str, ...] = get_args(Engine)
 # Equilibrations of each bush per sweep: more do not save sweeps on the test networks.
 PASSES = 1
 # Shifts between paths closer than this share of the target gap are not worth their time.
 CLOSE = 0.1
+# Algorithm B visits the origins in a fresh random order each sweep (seeded: runs repeat).
+# In the zones' own order, neighbours one after another, the 470,000-building city's gap
+# fell 4 times slower (2.1e-3 after 10 sweeps against 4.6e-4 after 8); largest-gap-first,
+# which needs every origin's gap each sweep, did no better than random.
+ORDER_SEED = 0
 # pytraf's origin order per sweep: origins with the largest gap first. On the
 # 470,000-building city 8 sweeps reach a textbook gap of 6.3e-4 so against 6.6e-3 in a fixed
 # order, at the same cost per sweep; on Chicago Sketch 13 sweeps instead of 15.
@@ -305,11 +318,13 @@ def _solve_bush(network: Network, demand: Demand, gap: float, max_iter: int,
                                 f"numbered from 1): {', '.join(pairs[:10])}")
     report("assign", 0.1)
     gaps = np.full(max_iter, np.nan)
+    shuffle = np.random.default_rng(ORDER_SEED)
     sweeps, next_check = 0, 1
     while sweeps < max_iter:
         bush.link_costs(volume, *vdf, cost, deriv)
-        bush.sweep(roots, PASSES, CLOSE * gap, tail, head, out_start, out_links, in_start, in_links,
-                   blocked, *vdf, volume, cost, deriv, bush_flow, in_bush, orders, counts)
+        bush.sweep(roots, shuffle.permutation(len(roots)), PASSES, CLOSE * gap, tail, head,
+                   out_start, out_links, in_start, in_links, blocked, *vdf, volume, cost, deriv,
+                   bush_flow, in_bush, orders, counts)
         sweeps += 1
         if sweeps < next_check and sweeps < max_iter:
             continue
@@ -357,14 +372,15 @@ def _solve_pytraf(network: Network, demand: Demand, gap: float, max_iter: int,
 
 def _sweeps_to_skip(gaps: np.ndarray, target: float) -> int:
     """Sweeps not worth a gap check (it costs a shortest-path tree per origin, half a sweep):
-    half of those the last two checks predict are still needed, the gap falling log-linearly.
+    half of those the last two checks predict are still needed, the gap falling log-linearly,
+    but at most ``_MOST_SKIPPED``.
     """
     checked = np.flatnonzero(np.isfinite(gaps))
     if len(checked) < 2 or gaps[checked[-1]] <= 0 or gaps[checked[-2]] <= gaps[checked[-1]]:
         return 0
     last, before = checked[-1], checked[-2]
     rate = np.log(gaps[before] / gaps[last]) / (last - before)
-    return int(np.log(gaps[last] / target) / rate) // 2
+    return min(int(np.log(gaps[last] / target) / rate) // 2, _MOST_SKIPPED)
 
 
 def _progress(gaps: np.ndarray, target: float) -> float:

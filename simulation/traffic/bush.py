@@ -18,7 +18,8 @@ its trips, with the origin's own flow on each link. A sweep visits every origin 
    each other the node is left alone.
 
 Link flows are the sum of the bushes' flows and are updated with every shift, so the costs a
-bush sees are always the current ones (Gauss-Seidel over origins). The textbook relative gap
+bush sees are always the current ones (Gauss-Seidel over origins, in the order the caller gives,
+which matters: see ``assignment``). The textbook relative gap
 (TSTT - SPTT) / TSTT takes a heap Dijkstra per origin (``shortest_path_travel``).
 
 Zone nodes that paths may not pass through (TNTP's first thru node) are never the tail of a
@@ -311,12 +312,13 @@ def _equilibrate(root, mask, bush_flow, flow, fft, capacity, alpha, beta, fixed,
 
 
 @njit(cache=True)
-def sweep(roots, passes, close, tail, head, out_start, out_links, in_start, in_links, blocked,
-          fft, capacity, alpha, beta, fixed, flow, cost, deriv, bush_flow, in_bush, orders,
-          counts):
-    """One Algorithm B iteration: every origin's bush updated, then equilibrated ``passes``
-    times. Paths within ``close`` of each other (a fraction of their cost) are left as they
-    are: were all so, the gap within the bushes would be below ``close``."""
+def sweep(roots, sequence, passes, close, tail, head, out_start, out_links, in_start, in_links,
+          blocked, fft, capacity, alpha, beta, fixed, flow, cost, deriv, bush_flow, in_bush,
+          orders, counts):
+    """One Algorithm B iteration: each origin's bush, in the order of ``sequence`` (indices
+    into ``roots``), updated, then equilibrated ``passes`` times. Paths within ``close`` of
+    each other (a fraction of their cost) are left as they are: were all so, the gap within
+    the bushes would be below ``close``."""
     num_nodes = len(out_start) - 1
     order = np.empty(num_nodes, dtype=np.int64)
     position = np.empty(num_nodes, dtype=np.int64)
@@ -324,7 +326,7 @@ def sweep(roots, passes, close, tail, head, out_start, out_links, in_start, in_l
     low, high = np.empty(num_nodes), np.empty(num_nodes)
     low_pred = np.empty(num_nodes, dtype=np.int64)
     high_pred = np.empty(num_nodes, dtype=np.int64)
-    for q in range(len(roots)):
+    for q in sequence:
         root, mask, own = roots[q], in_bush[q], bush_flow[q]
         # The order left by the origin's last visit still holds: only it changes its bush.
         order[:counts[q]] = orders[q, :counts[q]]

@@ -46,7 +46,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -316,15 +316,20 @@ def read_od_csv(path: Path) -> list[tuple[str, str, float]]:
     return rows
 
 
-def od_matrix(rows: Iterable[tuple[str, str, float]], zone_ids: list[str]) -> Demand:
-    """An OD matrix over the network's zones from (origin, destination, trips) rows."""
-    index = {zone: i for i, zone in enumerate(zone_ids)}
-    rows = list(rows)
-    unknown = sorted({z for o, d, _ in rows for z in (o, d) if z not in index})
+def check_zone_ids(rows: Iterable[tuple[str, str, float]], zone_ids: Container[str]) -> None:
+    """Refuses OD rows whose origin or destination is not one of ``zone_ids``, naming them."""
+    unknown = sorted({z for o, d, _ in rows for z in (o, d) if z not in zone_ids})
     if unknown:
         shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
         raise TrafficInputError(f"{len(unknown)} zone ids of the OD matrix are not zones of "
                                 f"the network: {shown}")
+
+
+def od_matrix(rows: Iterable[tuple[str, str, float]], zone_ids: list[str]) -> Demand:
+    """An OD matrix over the network's zones from (origin, destination, trips) rows."""
+    index = {zone: i for i, zone in enumerate(zone_ids)}
+    rows = list(rows)
+    check_zone_ids(rows, index)
     trips = np.zeros((len(zone_ids), len(zone_ids)))
     if rows:
         origin = np.array([index[o] for o, _, _ in rows])

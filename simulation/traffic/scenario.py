@@ -33,6 +33,7 @@ from simulation.traffic.assignment import Demand, Network, Result, assign
 from simulation.traffic.demand import (
     NEAREST_ZONE_M,
     PEAK_HOUR_FACTOR,
+    check_zone_ids,
     distribute,
     od_matrix,
     read_floor_area,
@@ -173,7 +174,8 @@ class TrafficInputs(BaseModel):
 
 
 def check_inputs(conn: Connection, inputs: TrafficInputs, ctx: JobContext) -> None:
-    """What can be refused before a job is queued: an unknown flood scenario, road or level."""
+    """What can be refused before a job is queued: an unknown flood scenario, road or level,
+    and an imported OD matrix naming zones the network lacks."""
     if inputs.flood_scenario_id is not None:
         row = conn.execute(text("SELECT kind, status FROM cim.scenarios WHERE id = :id"),
                            {"id": inputs.flood_scenario_id}).first()
@@ -197,6 +199,18 @@ def check_inputs(conn: Connection, inputs: TrafficInputs, ctx: JobContext) -> No
             "AND level = :level)"), {"level": inputs.admin_level}):
         raise TrafficInputError(f"admin_level: no current administrative units of level "
                                 f"{inputs.admin_level!r}")
+    if inputs.od is not None:
+        # The zones are the grid cells holding the built network's nodes (or the units), so
+        # only the run's own build names them: 2 s on the 470,000-building city, where a
+        # queued job would build it only to fail.
+        check_zone_ids(inputs.od, set(_build(conn, inputs, ctx.crs).zones["zone_id"]))
+
+
+def _build(conn: Connection, inputs: TrafficInputs, crs: int) -> RoadNetwork:
+    """The car network and zones of the current roads, as the scenario asks for them."""
+    return network_from_database(conn, crs, admin_level=inputs.admin_level,
+                                 grid_m=inputs.grid_m, connectors=inputs.connectors,
+                                 area=inputs.area)
 
 
 def build_demand(conn: Connection, built: RoadNetwork, inputs: TrafficInputs, crs: int,
@@ -345,9 +359,7 @@ def run_traffic(conn: Connection, ctx: JobContext, scenario_id: int, inputs: Tra
     """Run the scenario and publish it on the job's own connection."""
     started = time.perf_counter()
     reporter.progress(0.0, "building the car network")
-    built = network_from_database(conn, ctx.crs, admin_level=inputs.admin_level,
-                                  grid_m=inputs.grid_m, connectors=inputs.connectors,
-                                  area=inputs.area)
+    built = _build(conn, inputs, ctx.crs)
     for line in built.report.lines():
         reporter.log(f"network: {line}")
     reporter.progress(10.0, "demand")
