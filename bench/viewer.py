@@ -19,7 +19,14 @@ selected, triangles). Software WebGL is slow in absolute terms; compare the rows
 when the load average is high (the machine is shared). A row whose page does not finish
 (the naive layer at city scale may not) is printed with what it reached and its memory.
 
-    python bench/viewer.py [--buildings 5000] [--frames 3] [--timeout 600]
+    python bench/viewer.py [--buildings 5000] [--frames 3] [--timeout 600] [--no-naive]
+
+With ``--demo`` it measures instead the first render of the demo city as ``cim demo load``
+makes it (the district and the real pieces), at the viewer's home view, with and without
+its 3D Tiles, ``--runs`` times each in a fresh browser (the first run meets the server's
+cold tile cache), with what the page fetched: the target is under 5 s.
+
+    python bench/viewer.py --demo [--runs 3]
 """
 
 from __future__ import annotations
@@ -118,9 +125,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def prepare(buildings: int) -> tuple[DatabaseSettings, Path]:
-    """The cluster with the city loaded (once) and the storage root with its 3D Tiles."""
-    folder = OUT / f"city-{buildings}"
+def prepare(buildings: int | None) -> tuple[DatabaseSettings, Path]:
+    """The cluster with the city loaded (once) and the storage root with its 3D Tiles:
+    ``buildings`` generated ones, or the demo city (None)."""
+    folder = OUT / (f"city-{buildings}" if buildings else "demo")
     database = DatabaseSettings(data_dir=folder / "pgdata", port=0)
     Cluster(database.data_dir).start()
     ensure_database(database)
@@ -130,9 +138,9 @@ def prepare(buildings: int) -> tuple[DatabaseSettings, Path]:
     marker = folder / "loaded"
     env = environment(database, storage)
     if not marker.exists():
-        print(f"loading the generated city ({buildings} buildings)...", flush=True)
-        subprocess.run([CIM, "demo", "load", "--buildings", str(buildings), "--no-real"],
-                       env=env, check=True)
+        print(f"loading the {'generated' if buildings else 'demo'} city...", flush=True)
+        scale = ["--buildings", str(buildings), "--no-real"] if buildings else []
+        subprocess.run([CIM, "demo", "load", *scale], env=env, check=True)
         marker.touch()
     # Incremental: a no-op when the tileset is up to date, a rebuild of the tiles whose
     # buildings moved after a change of LEAF_SIZE or of how tiles are drawn.
@@ -317,15 +325,72 @@ def measure_naive(playwright, base: str, centre: tuple[float, float], frames: in
                        lambda: page.goto(f"{base}/naive.html"))
 
 
+# What the page fetched before it was ready: requests, bytes, the slowest and the last.
+FETCHED_JS = """() => {
+  const entries = performance.getEntriesByType('resource');
+  const short = e => e.name.replace(location.origin, '');
+  const slowest = [...entries].sort((a, b) => b.duration - a.duration).slice(0, 3);
+  const last = [...entries].sort((a, b) => b.responseEnd - a.responseEnd).slice(0, 3);
+  return {requests: entries.length,
+    kB: entries.reduce((sum, e) => sum + e.transferSize, 0) / 1e3,
+    loaded: performance.getEntriesByType('navigation')[0].loadEventEnd,
+    slowest: slowest.map(e => `${short(e)} ${e.duration.toFixed(0)} ms`),
+    last: last.map(e => `${short(e)} at ${e.responseEnd.toFixed(0)} ms`)};
+}"""
+
+
+def first_render(playwright, base: str, timeout_s: float) -> dict:
+    """Navigation to a finished render at the home view, in a fresh browser."""
+    with chromium(playwright) as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 800}, device_scale_factor=1)
+        started = time.perf_counter()
+        page.goto(f"{base}/")
+        page.wait_for_function("window.__cim && window.__cim.ready", timeout=timeout_s * 1000)
+        seconds = time.perf_counter() - started
+        return {"seconds": seconds, **page.evaluate(FETCHED_JS),
+                "renderer": page.evaluate(RENDERER_JS, "ours")}
+
+
+def demo_city(runs: int, timeout_s: float) -> None:
+    from playwright.sync_api import sync_playwright
+
+    database, storage = prepare(None)
+    without_tileset = OUT / "no-tileset"
+    without_tileset.mkdir(parents=True, exist_ok=True)
+    try:
+        with sync_playwright() as p, serving(database, storage) as base, \
+                serving(database, without_tileset) as fallback:
+            for name, url in [("3D Tiles", base), ("extrusion", fallback)]:
+                for run in range(1, runs + 1):
+                    r = first_render(p, url, timeout_s)
+                    print(f"demo city, {name}, run {run}: first render {r['seconds']:.2f} s "
+                          f"(target < 5 s; load event at {r['loaded'] / 1e3:.2f} s), "
+                          f"{r['requests']} requests, {r['kB']:.0f} kB; "
+                          f"load average {os.getloadavg()}", flush=True)
+                    print(f"  slowest: {'; '.join(r['slowest'])}")
+                    print(f"  last: {'; '.join(r['last'])}")
+            print(f"renderer: {r['renderer']}")
+    finally:
+        Cluster(database.data_dir).stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--buildings", type=int, default=5000)
     parser.add_argument("--frames", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=600.0,
                         help="seconds a page may take to draw one camera")
+    parser.add_argument("--no-naive", action="store_true",
+                        help="leave out the naive layer (minutes at city scale)")
+    parser.add_argument("--demo", action="store_true",
+                        help="only the demo city's first render (cim demo load)")
+    parser.add_argument("--runs", type=int, default=3, help="first renders per row (--demo)")
     args = parser.parse_args()
     if shutil.which(CHROMIUM) is None:
         sys.exit("chromium not found: apt-get install chromium (Debian)")
+    if args.demo:
+        demo_city(args.runs, args.timeout)
+        return
     from playwright.sync_api import sync_playwright
 
     database, storage = prepare(args.buildings)
@@ -336,17 +401,22 @@ def main() -> None:
         with sync_playwright() as p, serving(database, storage) as base, \
                 serving(database, without_tileset) as fallback:
             centre = city_centre(base)
-            geojson = all_buildings(base, OUT / f"city-{args.buildings}" / "naive.geojson")
+            geojson = OUT / f"city-{args.buildings}" / "naive.geojson"
+            if not args.no_naive:
+                all_buildings(base, geojson)
             rows.append(("ours, 3D Tiles",
                          measure_ours(p, base, centre, args.frames, args.timeout)))
             rows.append(("ours, extrusion",
                          measure_ours(p, fallback, centre, args.frames, args.timeout)))
-            with serving_file(geojson) as url:
-                rows.append(("naive GeoJsonLayer",
-                             measure_naive(p, base, centre, args.frames, url, args.timeout)))
+            if not args.no_naive:
+                with serving_file(geojson) as url:
+                    rows.append(("naive GeoJsonLayer",
+                                 measure_naive(p, base, centre, args.frames, url,
+                                               args.timeout)))
     finally:  # the city stays on disk for the next run; the server process does not
         Cluster(database.data_dir).stop()
-    report(args.buildings, geojson.stat().st_size, rows, args.timeout)
+    report(args.buildings, 0 if args.no_naive else geojson.stat().st_size, rows,
+           args.timeout)
 
 
 def timed_out(row: dict) -> bool:
@@ -356,8 +426,9 @@ def timed_out(row: dict) -> bool:
 
 def report(buildings: int, geojson_bytes: int, rows: list[tuple[str, dict]],
            timeout_s: float) -> None:
-    print(f"\n{buildings} buildings, {geojson_bytes / 1e6:.0f} MB of GeoJSON for the naive "
-          "layer")
+    naive = (f", {geojson_bytes / 1e6:.0f} MB of GeoJSON for the naive layer"
+             if geojson_bytes else "")
+    print(f"\n{buildings} buildings{naive}")
     for name, r in rows:
         print(f"renderer, {name}: {r.get('renderer', 'not reached')}")
     print(f"load average (1, 5, 15 min): {os.getloadavg()}")
@@ -380,6 +451,8 @@ def report(buildings: int, geojson_bytes: int, rows: list[tuple[str, dict]],
     if drawn:
         print("3D Tiles drawn per camera (tiles, thousand triangles): " + ", ".join(
             f"{d['tiles']}, {d['triangles'] / 1e3:.0f}k" if d else "-" for d in drawn))
+    if len(rows) < 3:
+        return
     naive = rows[2][1]
     for name, r in rows[:2]:
         if len(r["frames"]) < len(CAMERAS):

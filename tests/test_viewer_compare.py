@@ -265,6 +265,8 @@ def test_a_url_restores_infrastructure_relief_and_time(district, settings, tab, 
         page.click("#flood summary")  # the key, typed once for the tab
         page.fill("#flood-key", key)
         page.dispatch_event("#flood-key", "change")
+        # Listed for the key before the link is pasted: applied earlier it would be dropped.
+        page.wait_for_selector("#infrastructure-list li[data-tileset=drainage]")
         shared = (f"#view=17/{lat:.6f}/{lon:.6f}/20/50&layers=roads,buildings"
                   f"&scenario={a}&time=1800&infra=drainage&underground=1&hillshade=1&terrain=1")
         page.goto(f"{server}/{shared}")

@@ -145,3 +145,40 @@ def test_the_extrusion_stands_in_for_the_3d_tiles_while_planned_is_shown(city, s
         for i in (4, PLANNED, BUILDING, 8):  # the glb tiles again, in their use's colour
             assert _at(tab, pixels, i, office), (i, shot)
         tab.clean()
+
+
+def test_planned_buildings_are_picked_hidden_with_the_layer_and_kept_out_below_zoom_15(
+        city, server, tab, tmp_path):
+    _plan(city)
+    lon, lat = viewer.centre(6)
+    page = tab.page
+    tab.open(f"{server}/#view=17.5/{lat}/{lon}/0/0&compare=planned&swipe=0.1")
+    page.wait_for_function("document.querySelector('#compare-status').textContent"
+                           " === 'The city now (left) and as planned (right)'")
+    # A click on a planned (deck.gl) building opens its record like any building's.
+    viewer.click(tab, *viewer.centre(PLANNED), f"t:B{PLANNED:02d}")
+    assert page.text_content("#record tr[data-key=status] td") == "planned"
+    viewer.click(tab, *viewer.centre(BUILDING), f"t:B{BUILDING:02d}")
+    assert page.text_content("#record tr[data-key=status] td") == "under_construction"
+    page.keyboard.press("Escape")
+
+    # The panel's buildings toggle hides the planned ones too, and brings them back.
+    page.uncheck("#layers [data-layer=buildings] input")
+    shot = tmp_path / "viewer-planned-hidden.png"
+    pixels = _shot(tab, shot)
+    for i in (4, PLANNED, BUILDING):
+        assert _at(tab, pixels, i, empty), (i, shot)
+    page.check("#layers [data-layer=buildings] input")
+    shot = tmp_path / "viewer-planned-shown.png"
+    pixels = _shot(tab, shot)
+    assert _at(tab, pixels, PLANNED, planned) and _at(tab, pixels, 4, office), shot
+
+    # Below zoom 15 the tiles carry the status too: left of the divider B05 is not built yet.
+    page.goto(f"{server}/#view=14.9/{lat}/{lon}/0/0&compare=planned&swipe=0.5")
+    page.wait_for_function("location.hash.startsWith('#view=14.9')")
+    shot = tmp_path / "viewer-planned-z14.png"
+    pixels = _shot(tab, shot)
+    assert _at(tab, pixels, PLANNED, empty), shot
+    assert _at(tab, pixels, BUILDING, building), shot
+    assert _at(tab, pixels, 4, office), shot
+    tab.clean()

@@ -106,6 +106,8 @@ export function createBuildings3d(map, overlay, tilesets) {
     _subLayerProps: {scenegraph: {type: VertexColourScenegraphLayer, _lighting: 'flat'}},
     // Refine a tile once its missing buildings would span 8 px: at 2 px the city overview
     // drew nearly every building (bench/viewer.py: 543 against 260 ms a frame, 30,000).
+    // Throttled: unthrottled (as the infrastructure tilesets are), the demo city's home view
+    // never finished in bench/viewer.py --demo (600 s), though the 470,000-building city did.
     loadOptions: {tileset: {maximumScreenSpaceError: 8, throttleRequests: true}},
     onTileError: (tile, tileUrl, message) => reportError(t('error.tile3d', {url: tileUrl, message}))
   });

@@ -11,7 +11,7 @@ import {GeoJsonLayer} from '@deck.gl/layers';
 import {getJson} from './api.js';
 import {clock, depthMaps, depthTiles, MAX, rasterTiles, ROAD_COLOURS} from './flood.js';
 import {t} from './i18n.js';
-import {countByStatus, plannedBuildings, plannedLayer, showNow, STATUS_COLOURS} from './planned.js';
+import {countByStatus, PLANNED_LAYER, plannedBuildings, plannedLayer, showNow, STATUS_COLOURS} from './planned.js';
 import {storedKey} from './scenarios.js';
 import {reportError, status} from './status.js';
 import {createDivider, onSide} from './swipe.js';
@@ -36,7 +36,8 @@ const commonSteps = (filesA, filesB) => {
   return depthMaps(filesA).filter(s => timesB.has(String(s.time)));
 };
 
-export function createCompare(map, overlay, {styleLayers, buildings3d, onChange}) {
+// buildingsShown(): whether the panel shows the buildings layer (the planned ones follow it).
+export function createCompare(map, overlay, {styleLayers, buildings3d, buildingsShown, onChange}) {
   const ramp = rampOf(styleLayers.find(l => l.id === 'traffic_links'));
   // {pair, kind, result, sides: {a, b} (flood roads), steps, step, links (traffic),
   //  planned (the buildings not yet built)}
@@ -108,7 +109,7 @@ export function createCompare(map, overlay, {styleLayers, buildings3d, onChange}
   function draw() {
     const layers = [];
     const kind = shown?.kind;
-    if (kind === PLANNED) layers.push(plannedLayer(shown.planned, swipe));
+    if (kind === PLANNED) layers.push(plannedLayer(shown.planned, swipe, buildingsShown()));
     else if (shown && swipe !== null) {
       const {pair: [a, b], sides, links} = shown;
       if (kind === 'flood') layers.push(...floodSide('a', a, sides.a), ...floodSide('b', b, sides.b));
@@ -286,6 +287,14 @@ export function createCompare(map, overlay, {styleLayers, buildings3d, onChange}
 
   return {
     open,
+    // The panel's buildings toggle changed.
+    refresh: () => shown?.kind === PLANNED && draw(),
+    // A planned or under-construction building drawn at (x, y), as a selection, or null.
+    pick(x, y) {
+      if (shown?.kind !== PLANNED) return null;
+      const id = overlay.pick({x, y, radius: 0, layerIds: [PLANNED_LAYER]})?.object?.id;
+      return id ? {collection: 'buildings', id: String(id)} : null;
+    },
     // A pasted link: another pair, or the same pair with another swipe, time or difference.
     apply(pair, options) {
       if (!pair) return shown && clear();

@@ -4,10 +4,12 @@
 // the hillshade of the DEMs as a base layer; the terrain: MapLibre drapes its whole map
 // over the DEMs' Terrain-RGB tiles (a raster-dem source), and deck.gl's overlay follows its
 // camera onto the surface, so the 3D Tiles (whose ground heights come from the same DEMs)
-// stand on it. GET /3dtiles lists what is built and readable, so nothing is asked for that
+// stand on it; deck.gl's own layers are draped over a TerrainLayer of the same tiles (map.js).
+// GET /3dtiles lists what is built and readable, so nothing is asked for that
 // would answer 404. All of it is in the URL (`infra=...&underground=1&hillshade=1&terrain=1`).
-import {Tile3DLayer} from '@deck.gl/geo-layers';
+import {TerrainLayer, Tile3DLayer} from '@deck.gl/geo-layers';
 import {Tiles3DLoader} from '@loaders.gl/3d-tiles';
+import terrainWorker from '@loaders.gl/terrain/terrain-worker.js?url';
 import {API_ROOT, getJson} from './api.js';
 import {VertexColourScenegraphLayer} from './buildings3d.js';
 import {t} from './i18n.js';
@@ -19,6 +21,9 @@ const UNDERGROUND = 'drainage';
 const SURFACE_OPACITY = 0.25;
 const HILLSHADE = 'hillshade';
 const TERRAIN = 'terrain';
+// Terrain-RGB (Mapbox's encoding, as the raster-dem source reads it): -10000 + (R·65536 +
+// G·256 + B)·0.1 m.
+const TERRAIN_RGB = {rScaler: 6553.6, gScaler: 25.6, bScaler: 0.1, offset: -10000};
 const OPACITY = {fill: 'fill-opacity', line: 'line-opacity', circle: 'circle-opacity',
   'fill-extrusion': 'fill-extrusion-opacity', raster: 'raster-opacity'};
 
@@ -55,6 +60,24 @@ function tilesetLayer({id, href}, key, underground) {
     // Below ground the pipes would be hidden by whatever is drawn over them.
     parameters: underground && id === UNDERGROUND ? {depthCompare: 'always'} : {},
     onTileError: (tile, url, message) => reportError(t('error.tile3d', {url, message}))
+  });
+}
+
+// deck.gl's terrain surface: the meshes the flat layers are draped over, of the tiles
+// MapLibre draws its terrain from. Transparent but for what is draped on it; it writes no
+// depth (MapLibre's surface has), and is drawn a little towards the camera so that where
+// its mesh runs below MapLibre's (they are meshed differently) what it carries still shows.
+// `source`: MapLibre's raster-dem source, once it has read the TileJSON.
+function terrainSurface(source) {
+  return new TerrainLayer({
+    id: 'terrain-surface', operation: 'terrain+draw',
+    elevationData: source.tiles[0], elevationDecoder: TERRAIN_RGB,
+    tileSize: 256, minZoom: source.minzoom, maxZoom: source.maxzoom, extent: source.bounds,
+    meshMaxError: 1, color: [0, 0, 0, 0],
+    // The worker from the platform, not from unpkg.com (the default).
+    loadOptions: {terrain: {workerUrl: new URL(terrainWorker, location.href).href}},
+    parameters: {depthWriteEnabled: false, depthBias: -2, depthBiasSlopeScale: -2},
+    onTileError: error => reportError(t('error.map', {message: error?.message || error}))
   });
 }
 
@@ -127,7 +150,16 @@ export function createInfrastructure(map, overlay, {buildings3d, listed, onChang
     }
   }
 
-  // Terrain: heights -10000 + (R·65536 + G·256 + B)·0.1 m, Mapbox's Terrain-RGB encoding.
+  // Terrain: MapLibre's raster-dem source, and deck's surface from the same TileJSON once
+  // the source has read it (before that the map is not loaded, so the page is not ready).
+  // Without DEMs the TileJSON has no bounds: nothing to drape over.
+  const surface = () => {
+    const source = map.getSource(TERRAIN);
+    overlay.set('terrain', map.getTerrain() && source?.tiles && source.bounds ? [terrainSurface(source)] : []);
+  };
+  map.on('sourcedata', event => {
+    if (event.sourceId === TERRAIN && event.sourceDataType === 'metadata') surface();
+  });
   function setTerrain(on) {
     if (on === Boolean(map.getTerrain())) return;
     if (on && !map.getSource(TERRAIN)) {
@@ -135,6 +167,8 @@ export function createInfrastructure(map, overlay, {buildings3d, listed, onChang
         url: new URL('terrain/WebMercatorQuad/tilejson.json', API_ROOT).href});
     }
     map.setTerrain(on ? {source: TERRAIN, exaggeration: 1} : null);
+    overlay.drape(on);
+    surface();
     status.settle?.();
   }
 

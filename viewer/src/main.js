@@ -21,6 +21,8 @@ translatePage();
 document.getElementById('language').addEventListener('click', switchLanguage);
 setLoading(true);
 const catalog = await loadCatalog();
+// Asked beside the map's first requests: the 3D Tiles wait on the answer.
+const listing = listTilesets();
 const initial = readHash();
 const home = homeView(catalog.collections);
 const map = createMap('map', catalog.style, initial.view || home);
@@ -52,12 +54,16 @@ const goHome = () => {
 };
 const flip2d3d = () => map.easeTo({pitch: map.getPitch() > 0 ? 0 : PITCH_3D});
 
-map.once('load', async () => {
-  const listed = await listTilesets();
+// Set up once the style is in, not at 'load', which waits for the first complete render: with
+// a buildings tileset that would draw the vector tiles' extrusion the 3D Tiles replace, and
+// only then start them (bench/viewer.py --demo).
+map.once('style.load', async () => {
+  const listed = await listing;
   buildings3d = createBuildings3d(map, overlay, listed.tilesets);
   panel = buildPanel(document.getElementById('layers'), map, catalog,
     new Set(initial.layers || allLayers), () => {
       buildings3d?.show(panel.visible().includes('buildings'));
+      compare?.refresh();
       saveState();
     });
   buildings3d?.show(panel.visible().includes('buildings'));
@@ -66,12 +72,13 @@ map.once('load', async () => {
     titles: new Map(catalog.collections.map(c => [c.id, c.title])),
     pickable: () => panel.visible(),
     onSelect: () => saveState(),
-    extraPick: point => buildings3d?.pick(point.x, point.y),
+    extraPick: point => compare?.pick(point.x, point.y) || buildings3d?.pick(point.x, point.y),
     paused: () => traffic.placing()
   });
   flood = createFloodPanel(map, overlay, {onChange: () => saveState()});
   traffic = createTrafficPanel(map, overlay, {styleLayers: catalog.style.layers, onChange: () => saveState()});
-  compare = createCompare(map, overlay, {styleLayers: catalog.style.layers, buildings3d, onChange: () => saveState()});
+  compare = createCompare(map, overlay, {styleLayers: catalog.style.layers, buildings3d,
+    buildingsShown: () => panel.visible().includes('buildings'), onChange: () => saveState()});
   infrastructure = createInfrastructure(map, overlay, {buildings3d, listed, onChange: () => saveState()});
   infrastructure.apply(initial);
   showLatestReadings(map, 'sensors', document.getElementById('tooltip'));
@@ -103,6 +110,7 @@ function applyState(state) {
   if (state.layers) {
     panel.setVisible(new Set(state.layers));
     buildings3d?.show(state.layers.includes('buildings'));
+    compare.refresh();
   }
   const now = picking.current();
   if (state.select?.id !== now?.id || state.select?.collection !== now?.collection) {

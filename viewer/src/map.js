@@ -5,6 +5,8 @@
 import maplibregl from 'maplibre-gl';
 import 'maplibre-gl/dist/maplibre-gl.css';
 import {MapboxOverlay} from '@deck.gl/mapbox';
+import {_TerrainExtension as TerrainExtension} from '@deck.gl/extensions';
+import {Tile3DLayer} from '@deck.gl/geo-layers';
 import {reportError, setLoading, status} from './status.js';
 import {t} from './i18n.js';
 
@@ -70,18 +72,41 @@ function addControls(map) {
   status.project = (lon, lat) => map.project([lon, lat]);
 }
 
+const TERRAIN = new TerrainExtension();
+
+// On MapLibre's terrain a layer of deck.gl is drawn onto deck's own terrain surface (a
+// TerrainLayer over the same DEM tiles, infrastructure.js): flat ones (depth maps, roads,
+// links) are draped over it, 3D ones (the planned buildings, points) lifted by its height.
+// The 3D Tiles carry their ground heights already, and the surface is the terrain itself.
+// A draped layer gets an id of its own: deck.gl hands a layer's state on to the next layer of
+// its id, and the extension's (drawn into the surface's texture only) would outlive it.
+const DRAPED = '@terrain';
+const onTerrain = layer => (layer instanceof Tile3DLayer || layer.props.operation.includes('terrain')
+  ? layer : layer.clone({id: `${layer.id}${DRAPED}`, extensions: [...layer.props.extensions, TERRAIN]}));
+
 // Named groups of deck.gl layers over the map: each feature (selection, flood, traffic...)
 // owns its group and replaces it without knowing about the others.
 export function createOverlay(map) {
   const overlay = new MapboxOverlay({interleaved: true, layers: []});
   map.addControl(overlay);
-  const groups = new Map();
+  const given = new Map(); // each group's layers as its feature made them
+  const groups = new Map(); // and as they are drawn: on the terrain while it is on
+  let draped = false;
+  const update = () => overlay.setProps({layers: [...groups.values()].flat()});
   return {
     set(name, layers) {
-      groups.set(name, layers);
-      overlay.setProps({layers: [...groups.values()].flat()});
+      given.set(name, layers);
+      groups.set(name, draped ? layers.map(onTerrain) : layers);
+      update();
     },
-    pick: params => overlay.pickObject(params),
+    // Every layer onto deck's terrain surface (on), or back at height 0 (off).
+    drape(on) {
+      draped = on;
+      for (const [name, layers] of given) groups.set(name, on ? layers.map(onTerrain) : layers);
+      update();
+    },
+    pick: ({layerIds, ...params}) => overlay.pickObject({...params,
+      ...(layerIds ? {layerIds: layerIds.flatMap(id => [id, `${id}${DRAPED}`])} : {})}),
     // Every deck.gl layer has what it needs for the current view (tiles included).
     loaded: () => [...groups.values()].flat().every(layer => layer.props.visible === false || layer.isLoaded),
     pending: () => [...groups.values()].flat()

@@ -12,8 +12,7 @@ const NOT_YET = Object.keys(STATUS_COLOURS);
 const EXTRUSION = 'buildings';
 const PAGE = 10000; // the feature API's largest page
 const MOST = 50000; // ~3.5 % of a 470,000-building city is not yet built
-// The vector tiles carry `status` from zoom 15 (the catalog's buildings layer): below it a
-// building without one is kept.
+// A building whose tile carries no status (imported without one) stands today.
 const NOW = ['!', ['in', ['coalesce', ['get', 'status'], 'existing'], ['literal', NOT_YET]]];
 
 // Every building not yet built (up to MOST), paged from the feature API.
@@ -37,11 +36,12 @@ export function showNow(map, buildings3d, on) {
 }
 
 // The buildings not yet built, coloured by status: right of the divider at `x`, or
-// everywhere when there is no divider (x null).
-export function plannedLayer(features, x) {
+// everywhere when there is no divider (x null); hidden with the panel's buildings layer.
+export const PLANNED_LAYER = 'compare-planned';
+export function plannedLayer(features, x, visible) {
   return new GeoJsonLayer({
-    id: 'compare-planned', data: {type: 'FeatureCollection', features},
-    extruded: true, pickable: false,
+    id: PLANNED_LAYER, data: {type: 'FeatureCollection', features},
+    extruded: true, pickable: true, visible,
     getElevation: f => f.properties.height ?? 10,
     getFillColor: f => STATUS_COLOURS[f.properties.status],
     ...(x === null ? {} : onSide('b', x))
