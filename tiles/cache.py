@@ -130,17 +130,7 @@ class TileCache:
         """Whether a tile of ``layers`` read or rendered from ``generation`` on may be out of
         date: an eviction since then covered it (or is no longer remembered)."""
         with self._lock:
-            return self._stale(key, layers, generation)
-
-    def _stale(self, key: TileKey, layers: frozenset[str], generation: int) -> bool:
-        if generation < self._floor:
-            return True
-        for at, _, evicted, ranges in reversed(self._evictions):
-            if at <= generation:
-                break
-            if evicted & layers and _covers(ranges, key):
-                return True
-        return False
+            return self._stale_at(key, layers, generation) is not None
 
     def _stale_at(self, key: TileKey, layers: frozenset[str], generation: int) -> float | None:
         """When the first eviction after ``generation`` covering the tile came (-inf when no
@@ -197,7 +187,7 @@ class TileCache:
             # Not evicted while we read it (a tileset not seen yet: only if nothing was).
             layers = self._tilesets.get(key.tileset)
             fresh = (generation == self.generation if layers is None
-                     else not self._stale(key, layers, generation))
+                     else self._stale_at(key, layers, generation) is None)
             if fresh:
                 self._remember(key, data, generation)
         return data

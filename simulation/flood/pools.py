@@ -59,6 +59,16 @@ class Pools:
     def count(self) -> int:
         return len(self.starts) - 1
 
+    def settle(self, h: np.ndarray, zf: np.ndarray, h_max: np.ndarray, arrival: np.ndarray,
+               t_end: float, arrival_depth: float) -> None:
+        """Each pool's water at one level (:func:`level`)."""
+        level(h, self.members, self.starts, self.beds, self.prefix, self.lowest, zf, h_max,
+              arrival, t_end, arrival_depth)
+
+    def deepest_bank(self, h: np.ndarray, z: np.ndarray) -> float:
+        """The deepest water on either side of a bank face (:func:`bank_depth`)."""
+        return bank_depth(h, z, self.bank_pool, self.bank_other)
+
     def joining(self, h: np.ndarray, z: np.ndarray, depth: float) -> np.ndarray:
         """Flat indexes of the ordinary cells beside a pool that are water of it: deeper than
         ``depth``, their surface within ``JOIN_TOLERANCE_M`` of the wet pool cell's."""

@@ -21,7 +21,7 @@ import numpy as np
 
 from simulation.flood import kernels
 from simulation.flood.errors import FloodInputError
-from simulation.flood.pools import OPEN, SHUT, SURFACE, Pools, bank_depth, grow, level
+from simulation.flood.pools import OPEN, SHUT, SURFACE, Pools, grow
 from simulation.flood.rain import SpatialRain
 
 EdgeKind = Literal["closed", "free", "level", "flow"]
@@ -395,9 +395,8 @@ def simulate(
     stops = sorted({start + t for t in report_times if 0 < t <= duration_s})
     deepest = float(np.max(np.where(grid.pool, 0.0, state.h), initial=0.0))
     if pools.count:
-        level(state.h, pools.members, pools.starts, pools.beds, pools.prefix, pools.lowest,
-              beds, max_depth, arrival, 0.0, options.arrival_depth)
-        deepest = max(deepest, bank_depth(state.h, z, pools.bank_pool, pools.bank_other))
+        pools.settle(state.h, beds, max_depth, arrival, 0.0, options.arrival_depth)
+        deepest = max(deepest, pools.deepest_bank(state.h, z))
     steps = limited_steps = 0
     started = last_progress = time.perf_counter()
     while state.t < end - 1e-9:
@@ -439,8 +438,7 @@ def simulate(
         if retention is not None:
             budget.retention += retention.remove(state.h, dt)
         if pools.count:
-            level(state.h, pools.members, pools.starts, pools.beds, pools.prefix,
-                  pools.lowest, beds, max_depth, arrival, t1, options.arrival_depth)
+            pools.settle(state.h, beds, max_depth, arrival, t1, options.arrival_depth)
             if steps % options.pool_join_every == 0:
                 joining = pools.joining(state.h, z, options.pool_join_depth)
                 if joining.size:
@@ -449,10 +447,9 @@ def simulate(
                     mask = grow(mask, state.h, z, active, options.pool_join_depth)
                     pools = Pools.of(mask, active, z, sides)
                     n2x, n2y = kernels.face_roughness(grid.manning, active, pools.labels, dtype)
-                    level(state.h, pools.members, pools.starts, pools.beds, pools.prefix,
-                          pools.lowest, beds, max_depth, arrival, t1, options.arrival_depth)
+                    pools.settle(state.h, beds, max_depth, arrival, t1, options.arrival_depth)
                     deepest = float(np.max(np.where(pools.labels > 0, 0.0, state.h)))
-            deepest = max(deepest, bank_depth(state.h, z, pools.bank_pool, pools.bank_other))
+            deepest = max(deepest, pools.deepest_bank(state.h, z))
         budget.rain += rained * area
         budget.outflow += out_rate * dt
         budget.inflow += in_rate * dt
