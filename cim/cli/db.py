@@ -19,8 +19,7 @@ from cim.db.engine import (
     postgis_version,
     redacted,
 )
-from cim.schema.migrate import current_revision, head_revision, upgrade
-from cim.schema.models import SCHEMA
+from cim.names import SCHEMA
 from cim.settings import Settings
 
 db_app = typer.Typer(help="Create, start, stop, inspect and migrate the city database.",
@@ -45,6 +44,8 @@ def start_database(settings: Settings) -> str:
 
 
 def migrate(settings: Settings, revision: str = "head") -> str | None:
+    from cim.schema.migrate import current_revision, upgrade
+
     engine = engine_for(settings)
     try:
         upgrade(engine, revision)
@@ -84,6 +85,8 @@ def status(ctx: typer.Context) -> None:
                       f"{f' on port {state.port}' if state.running else ''}")
         if not state.running:
             raise typer.Exit(1)
+    from cim.schema.migrate import current_revision, head_revision
+
     engine = engine_for(settings)
     try:
         with engine.connect() as conn:

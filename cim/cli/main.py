@@ -24,7 +24,7 @@ from cim.cli.tiles import tiles_app
 from cim.cli.traffic import traffic_app
 from cim.ingest.errors import ImportRejected
 from cim.ingest.report import ImportReport
-from cim.schema.models import CITY_CLASSES, Provenance
+from cim.names import CITY_LAYERS
 from cim.settings import Settings, load_settings
 
 app = typer.Typer(
@@ -44,7 +44,7 @@ app.add_typer(scenarios_app, name="scenarios")
 app.command("backup")(backup_command)
 app.command("restore")(restore_command)
 
-LAYERS = ", ".join(sorted(CITY_CLASSES))
+LAYERS = ", ".join(sorted(CITY_LAYERS))
 IMPORT_LAYERS = f"{LAYERS}, observations (CSV)"
 
 
@@ -106,8 +106,10 @@ def import_command(
 ) -> None:
     """Import a file into a layer, validated, versioned and all or nothing."""
     settings: Settings = ctx.obj
-    provenance = Provenance.synthetic if synthetic else Provenance.real
     from cim.ingest.pipeline import ImportOptions, check_file, import_file
+    from cim.schema.models import Provenance
+
+    provenance = Provenance.synthetic if synthetic else Provenance.real
 
     options = ImportOptions(
         layer=layer, crs=crs, maps=map_ or [], source=source, id_field=id_field,

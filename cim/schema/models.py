@@ -34,7 +34,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
-SCHEMA = "cim"
+from cim.names import CITY_LAYERS, SCHEMA
+
 SRID = 4326
 
 NAMING = {
@@ -320,3 +321,6 @@ CITY_CLASSES: dict[str, type[CityObject]] = {
     )
 }
 """Versioned city object classes by table name (the ``--layer`` names of ``cim import``)."""
+if tuple(CITY_CLASSES) != CITY_LAYERS:
+    raise RuntimeError(f"cim.names.CITY_LAYERS {CITY_LAYERS} differs from the models' "
+                       f"tables {tuple(CITY_CLASSES)}")
