@@ -22,12 +22,13 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from cim.access import AccessError
 from cim.audit import audit_router
-from cim.db.engine import make_engine, make_read_engine, replica_lag
+from cim.db.engine import make_async_engine, make_engine, make_read_engine, replica_lag
 from cim.db.errors import DatabaseError
 from cim.demo.load import ATTRIBUTION
 from cim.history import HistoryError, ObjectExists, ObjectNotFound
 from cim.limits import (
     BodyLimit,
+    InFlightLimit,
     PayloadTooLarge,
     RateLimited,
     database_failure,
@@ -139,6 +140,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Reads of anonymous and viewer requests go to the replica when there is one.
         app.state.read_engine = (make_read_engine(requests_db, pool_pre_ping=True)
                                  or app.state.engine)
+        # Feature pages, writes and key checks wait for PostgreSQL on the event loop. No ping
+        # per checkout: under load each round trip waits a whole turn of the loop, and a
+        # connection found dead invalidates the pool anyway (one 503 after a restart).
+        app.state.async_engine = make_async_engine(requests_db)
+        app.state.async_read_engine = (make_async_engine(requests_db, replica=True)
+                                       or app.state.async_engine)
         try:
             with app.state.engine.connect() as conn:
                 for problem in missing_in_database(conn, catalog):
@@ -162,6 +169,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if invalidator is not None:
             invalidator.stop()
         jobs_engine.dispose()
+        await app.state.async_read_engine.dispose()
+        await app.state.async_engine.dispose()
         app.state.read_engine.dispose()
         app.state.engine.dispose()
 
@@ -183,6 +192,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                            "If-Match", "If-None-Match"],
             expose_headers=["ETag", "Location", "Content-Crs", "X-Cache"])
 
+    app.add_middleware(InFlightLimit, max_requests=settings.server.max_in_flight,
+                       max_wait_s=settings.server.in_flight_wait_s)
     metrics = Metrics()
     app.add_middleware(RequestObserver, metrics=metrics)  # outermost: sees every answer
 

@@ -4,6 +4,8 @@ unpack to.
 * Rate limits: a token bucket per API key (per client address without a valid key) in each
   server process; past it a request gets 429 with ``Retry-After``. Buckets live in memory, so
   ``cim serve --workers N`` counts per process (a key may reach N times the rate).
+* Requests in flight: each server process runs a few at once and queues the rest, first
+  come first served, each for a bounded time (:class:`InFlightLimit`).
 * Request bodies: counted as they arrive; past ``max_body_bytes`` the request gets 413
   before more than that is held in memory.
 * Statement timeouts: a request's queries run under PostgreSQL's ``statement_timeout``; a
@@ -15,6 +17,7 @@ unpack to.
 """
 
 # No postponed annotations: FastAPI resolves the wrapped dependency at definition time.
+import asyncio
 import math
 import struct
 import time
@@ -153,6 +156,44 @@ class BodyLimit:
             return message
 
         await self.app(scope, counted, send)
+
+
+class InFlightLimit:
+    """ASGI middleware: at most ``max_requests`` requests run at once in this process; the
+    next ones wait their turn (first come, first served), each for at most ``max_wait_s``,
+    then go ahead anyway.
+
+    Every request on the event loop shares it: a request that waits for PostgreSQL several
+    times (a write) waits behind every request ready to run, each time. Few at once keep
+    those turns short, so the time a busy server adds is paid once, on arrival, and about
+    alike by every kind of request, instead of once per round trip. The bounded wait keeps
+    requests stuck in the database (a lock, a query near its timeout) from holding the
+    others back for longer than that."""
+
+    def __init__(self, app: ASGIApp, max_requests: int, max_wait_s: float) -> None:
+        self.app, self.max_requests, self.max_wait_s = app, max_requests, max_wait_s
+        self._slots: asyncio.Semaphore | None = None  # made on the server's own loop
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.max_requests <= 0:
+            await self.app(scope, receive, send)
+            return
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.max_requests)
+        slots, held = self._slots, True
+        if slots.locked():
+            try:
+                async with asyncio.timeout(self.max_wait_s):
+                    await slots.acquire()
+            except TimeoutError:
+                held = False
+        else:
+            await slots.acquire()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            if held:
+                slots.release()
 
 
 def database_failure(exc: DBAPIError, timeout_ms: int) -> tuple[str, dict[str, str]]:

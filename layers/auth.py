@@ -8,11 +8,10 @@ from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from cim.access import Principal, Role, principal_for
-from cim.db.engine import autocommit
+from cim.db.engine import autocommit_async
 from cim.settings import AccessSettings
 from layers.errors import Unauthorized
 from layers.model import Classification
@@ -26,13 +25,13 @@ def principal_dependency(access: AccessSettings) -> Callable[..., Principal]:
     anonymous = Principal("anonymous", Role.viewer, Classification(access.anonymous_clearance),
                           anonymous=True)
 
-    def lookup(request: Request, secret: str) -> Principal | None:
+    async def lookup(request: Request, secret: str) -> Principal | None:
         # Every keyed request asks, so a revoked key is refused at once.
-        with autocommit(request.app.state.engine) as conn:
-            return principal_for(conn, secret)
+        async with autocommit_async(request.app.state.async_engine) as conn:
+            return await conn.run_sync(principal_for, secret)
 
-    # Async so an anonymous request (every cached tile) never waits for a worker thread;
-    # only a key's database lookup goes to one.
+    # Async, and the key's lookup waits on the event loop: no request hops to a worker
+    # thread to learn who is asking.
     async def principal(
         request: Request,
         bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -44,7 +43,7 @@ def principal_dependency(access: AccessSettings) -> Callable[..., Principal]:
                 raise Unauthorized("this server needs an API key (Authorization: Bearer KEY "
                                    "or X-API-Key: KEY)")
             return anonymous
-        who = await run_in_threadpool(lookup, request, secret)
+        who = await lookup(request, secret)
         if who is None:
             raise Unauthorized("unknown or revoked API key")
         return who

@@ -21,7 +21,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from pyproj import Transformer
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cim.access import Principal
 from cim.history import (
@@ -162,10 +163,10 @@ def transactions_router(catalog: list[LayerDefinition], settings: FeaturesSettin
     router = APIRouter(tags=["OGC API - Features: writes"])
     layers = {layer.id: layer for layer in catalog}
 
-    # The dependencies are async: each sync one is a hop to a worker thread, and under load
-    # every hop waits its turn for the GIL.
-    async def engine(request: Request) -> Engine:
-        return request.app.state.engine
+    # The dependencies and routes are async and each write's transaction waits on the event
+    # loop (the async engine): a worker thread's every wake-up would queue for the GIL.
+    async def engine(request: Request) -> AsyncEngine:
+        return request.app.state.async_engine
 
     async def editable(collectionId: str,  # named as in the OGC spec
                        who: Annotated[Principal, Depends(principal)]) -> LayerDefinition:
@@ -230,55 +231,68 @@ def transactions_router(catalog: list[LayerDefinition], settings: FeaturesSettin
                  summary="Add a feature", responses={201: written},
                  openapi_extra=feature_body,
                  response_class=Response)
-    def create(request: Request, layer: Layer, who: Who, body: Body,
-               db: Annotated[Engine, Depends(engine)]) -> Response:
+    async def create(request: Request, layer: Layer, who: Who, body: Body,
+                     db: Annotated[AsyncEngine, Depends(engine)]) -> Response:
         feature, crs = body
         values = _changes(layer, feature, crs, replace=True)
         values.update(layer.source.where)
         source_id = str(feature.id) if feature.id is not None else uuid.uuid4().hex
-        with db.begin() as conn:
+
+        def created(conn: Connection) -> tuple[str, int]:
             object_id, vid = create_object(conn, layer.source.relation, API_SOURCE, source_id,
                                            values)
             _audit(conn, who, "create", layer.source.relation, object_id, None, vid)
+            return object_id, vid
+
+        async with db.begin() as conn:
+            object_id, vid = await conn.run_sync(created)
         return saved(request, layer, object_id, vid, 201)
 
-    def write(request: Request, layer: LayerDefinition, who: Principal, feature_id: str,
-              if_match: str | None, changes: dict[str, Any], action: Action) -> Response:
+    async def write(request: Request, layer: LayerDefinition, who: Principal, feature_id: str,
+                    if_match: str | None, changes: dict[str, Any], action: Action) -> Response:
         if action != "delete" and not changes:
             raise InvalidParameter("the feature names no property or geometry to change")
-        with request.app.state.engine.begin() as conn:
+
+        def apply(conn: Connection) -> int | None:
+            """The new version's id (None for a delete), in the request's transaction."""
             before = current(conn, layer, feature_id, if_match)
             if action == "delete":
                 delete_object(conn, layer.source.relation, feature_id)
                 _audit(conn, who, action, layer.source.relation, feature_id, before, None)
-                return Response(status_code=204)
+                return None
             vid = update_object(conn, layer.source.relation, feature_id, changes)
             _audit(conn, who, action, layer.source.relation, feature_id, before, vid)
+            return vid
+
+        async with request.app.state.async_engine.begin() as conn:
+            vid = await conn.run_sync(apply)
+        if vid is None:
+            return Response(status_code=204)
         return saved(request, layer, feature_id, vid, 200)
 
     @router.put("/collections/{collectionId}/items/{featureId:path}", summary="Replace a feature",
                 responses={200: written}, openapi_extra=feature_body,
                 response_class=Response)
-    def replace(request: Request, featureId: str, layer: Layer, who: Who, body: Body,
-                if_match: IfMatch = None) -> Response:
+    async def replace(request: Request, featureId: str, layer: Layer, who: Who, body: Body,
+                      if_match: IfMatch = None) -> Response:
         feature, crs = body
-        return write(request, layer, who, featureId, if_match,
+        return await write(request, layer, who, featureId, if_match,
                      _changes(layer, feature, crs, replace=True), "replace")
 
     @router.patch("/collections/{collectionId}/items/{featureId:path}",
                   summary="Change some properties or the geometry of a feature",
                   responses={200: written}, openapi_extra=feature_body,
                 response_class=Response)
-    def update(request: Request, featureId: str, layer: Layer, who: Who, body: Body,
-               if_match: IfMatch = None) -> Response:
+    async def update(request: Request, featureId: str, layer: Layer, who: Who, body: Body,
+                     if_match: IfMatch = None) -> Response:
         feature, crs = body
-        return write(request, layer, who, featureId, if_match,
+        return await write(request, layer, who, featureId, if_match,
                      _changes(layer, feature, crs, replace=False), "update")
 
     @router.delete("/collections/{collectionId}/items/{featureId:path}", status_code=204,
                    summary="Delete a feature (its history stays)")
-    def delete(request: Request, featureId: str, layer: Layer, who: Who,
-               if_match: IfMatch = None) -> Response:
-        return write(request, layer, who, featureId, if_match, {}, "delete")
+    async def delete(request: Request, featureId: str, layer: Layer, who: Who,
+                     if_match: IfMatch = None) -> Response:
+        return await write(request, layer, who, featureId, if_match, {}, "delete")
 
     return router

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from cim.db.cluster import Cluster
 from cim.db.errors import DatabaseError, DatabaseNotRunningError, PostgisMissingError
@@ -57,8 +58,8 @@ def redacted(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def _engine(url: str, settings: DatabaseSettings, connect_args: dict[str, str],
-            **kwargs) -> Engine:
+def _engine_arguments(url: str, settings: DatabaseSettings, connect_args: dict[str, str],
+                      kwargs: dict) -> dict:
     options = "-c max_parallel_workers_per_gather=0 -c jit=off"
     if settings.statement_timeout_ms:
         options += f" -c statement_timeout={settings.statement_timeout_ms}"
@@ -66,18 +67,46 @@ def _engine(url: str, settings: DatabaseSettings, connect_args: dict[str, str],
     # No overflow: connections opened past the pool are closed on return, and a server
     # under load would then pay for a fresh session on most requests.
     pool = {"pool_size": settings.pool_size, "max_overflow": 0}
-    return create_engine(url, connect_args={"options": options, **connect_args},
-                         **{**pool, **kwargs})
+    return {"connect_args": {"options": options, **connect_args}, **pool, **kwargs}
+
+
+def _engine(url: str, settings: DatabaseSettings, connect_args: dict[str, str],
+            **kwargs) -> Engine:
+    return create_engine(url, **_engine_arguments(url, settings, connect_args, kwargs))
 
 
 def make_engine(settings: DatabaseSettings, **kwargs) -> Engine:
     return _engine(database_url(settings), settings, {}, **kwargs)
 
 
+def make_async_engine(settings: DatabaseSettings, replica: bool = False,
+                      **kwargs) -> AsyncEngine | None:
+    """The engine requests' own queries run on: psycopg's async driver on the event loop,
+    so a query waits without holding a worker thread (each thread's wake-up waited for the
+    GIL behind the loop). ``replica``: on ``CIM_DATABASE_REPLICA_URL`` (None without one).
+    The sync engines stay for the CLI, jobs, tile renders and the cache's listener."""
+    if replica:
+        if settings.replica_url is None:
+            return None
+        url = _driver_url(settings.replica_url.get_secret_value(), "CIM_DATABASE_REPLICA_URL")
+        connect_args = {"application_name": READER_NAME}
+    else:
+        url, connect_args = database_url(settings), {}
+    return create_async_engine(url, **_engine_arguments(url, settings, connect_args, kwargs))
+
+
 def autocommit(engine: Engine) -> Connection:
     """A connection for one read statement: in autocommit it costs no BEGIN and ROLLBACK
     round trips (on the hot paths: tile renders, feature pages, key checks)."""
     return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+
+@asynccontextmanager
+async def autocommit_async(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """:func:`autocommit` on an async engine."""
+    async with engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        yield conn
 
 
 def make_read_engine(settings: DatabaseSettings, **kwargs) -> Engine | None:
