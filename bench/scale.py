@@ -60,7 +60,7 @@ from dask.distributed import Client, get_task_stream
 from serving import OUT, city_file, load_city
 from sqlalchemy import Engine
 
-from cim.batch import batch_client
+from cim.batch import SHARED, batch_client
 from cim.db.cluster import Cluster
 from cim.db.engine import database_url, ensure_database, make_engine
 from cim.ingest.dem import import_dem
@@ -93,8 +93,10 @@ class Timing:
     tasks: list[dict] = field(default_factory=list)
 
     def computes(self) -> list[tuple[str, float, float]]:
-        """(worker, start, stop) of each task's computation."""
+        """(worker, start, stop) of each task's computation (not of the tasks that hold
+        inputs shared by the others)."""
         return [(t["worker"], s["start"], s["stop"]) for t in self.tasks
+                if not str(t["key"]).startswith(SHARED)
                 for s in t["startstops"] if s["action"] == "compute"]
 
 

@@ -6,20 +6,24 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import morecantile
+import numpy as np
 import psycopg
 import pytest
-from dask.distributed import Client, LocalCluster
+from dask.distributed import Client
 from shapely.geometry import LineString, Point, box
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
+from cim.batch import batch_client, shared
 from cim.history import update_object
 from cim.ingest.pipeline import ImportOptions, import_file
+from cim.settings import BatchSettings
 from layers.catalog import load_catalog
 from layers.model import Classification
 from tests.test_3d_infrastructure import X0, Y0, _import
@@ -36,8 +40,7 @@ GRID = "WebMercatorQuad"
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[Client]:
-    with (LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                       dashboard_address=None) as cluster, Client(cluster) as client):
+    with batch_client(BatchSettings(threads_per_worker=1), workers=2) as client:
         yield client
 
 
@@ -86,6 +89,8 @@ def test_two_workers_seed_the_same_tiles(city, client, tmp_path):
     assert seed_pyramid(city, spread, base_map(), GRID, tiles, no_progress, client) == (
         len(tiles), 0)
     assert len(client.scheduler_info()["workers"]) == 2
+    # Workers keep glibc's own trimming (cim.batch._worker_environ), not Dask's.
+    assert not any(client.run(lambda: "MALLOC_TRIM_THRESHOLD_" in os.environ).values())
     stored = contents(spread)
     assert len([name for name in stored if name.endswith(".mvt.gz")]) == len(tiles)
     assert stored == contents(alone)
@@ -151,6 +156,17 @@ def test_export_on_a_given_scheduler_writes_the_single_process_archive(city, cli
     assert (tmp_path / "spread.pmtiles").read_bytes() == previous
     assert sorted(p.name for p in tmp_path.glob("*.pmtiles*")) == ["alone.pmtiles",
                                                                    "spread.pmtiles"]
+
+
+def test_a_shared_input_outlives_the_workers_that_held_it(client):
+    given = shared(client, np.arange(1000))
+    assert client.submit(np.sum, given, pure=False).result() == 499500
+    time.sleep(3)  # past a round of the active memory manager (2 s): it drops extra copies
+    pids = client.run(os.getpid)
+    for worker in client.who_has([given])[given.key]:
+        os.kill(pids[worker], signal.SIGKILL)
+    assert client.submit(np.sum, given, pure=False).result(timeout=120) == 499500
+    client.wait_for_workers(2, timeout=120)  # the nannies restart them for later tests
 
 
 def test_in_process_and_a_scheduler_are_refused(city, tmp_path):

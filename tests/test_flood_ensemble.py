@@ -88,24 +88,17 @@ def test_a_worker_killed_mid_ensemble_costs_only_its_tasks(district, settings, t
     with batch_client(BatchSettings(), workers=2) as client:
         pids = client.run(os.getpid)
         killed: list[int] = []
-        lock = threading.Lock()
 
         def kill_one_running(stage: str, fraction: float) -> None:
             # Once members are running, kill a worker process that is in the middle of one.
             # Progress comes from this thread and from the client's event loop (members'
-            # progress events): a thread that waited for the lock while the other asked the
-            # loop for `processing()` would hold the loop and deadlock, so it moves on.
-            if not lock.acquire(blocking=False):
+            # progress events), where `processing()` gives a coroutine: only this thread asks.
+            if threading.current_thread() is not threading.main_thread() or killed:
                 return
-            try:
-                if killed or fraction <= 0:
-                    return
-                busy = [w for w, tasks in client.processing().items() if tasks]
-                if busy:
-                    killed.append(pids[busy[0]])
-                    os.kill(pids[busy[0]], signal.SIGKILL)
-            finally:
-                lock.release()
+            busy = [w for w, tasks in client.processing().items() if tasks]
+            if busy and fraction > 0:
+                killed.append(pids[busy[0]])
+                os.kill(pids[busy[0]], signal.SIGKILL)
 
         remote = run_ensemble(prepared, PLAN, str(tmp_path / "dask"), client,
                               progress=kill_one_running)

@@ -2,8 +2,8 @@
 area of the city, each member a Dask task, published all at once.
 
 The area's domain is read from the database once, on the client; each option's measures are
-applied to a copy there (so a bad measure is refused before anything runs) and the copies
-are scattered to every worker (``broadcast``: a lost worker loses no input). A member runs
+applied to a copy there (so a bad measure is refused before anything runs) and each copy is
+shipped once (:func:`cim.batch.shared`: a lost worker loses no input). A member runs
 the scenario's own solver step (:func:`simulation.flood.scenario._simulate`: the same
 design storm, edges, drainage, infiltration and retention as ``cim flood run``) and the
 cheap impacts (:func:`simulation.flood.impacts.assess`), then copies its COGs and
@@ -36,7 +36,7 @@ from distributed import Client, as_completed, get_worker
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import Connection
 
-from cim.batch import RETRIES
+from cim.batch import RETRIES, shared
 from simulation.flood import measures as sponge
 from simulation.flood.domain import Domain, build_domain
 from simulation.flood.errors import FloodInputError
@@ -263,8 +263,7 @@ def _on_cluster(client: Client, prepared: dict[str, Prepared], plan: EnsemblePla
     client.subscribe_topic(PROGRESS_TOPIC, on_event)
     futures: dict = {}
     try:
-        shipped = {name: client.scatter(p, broadcast=True, hash=False)
-                   for name, p in prepared.items()}
+        shipped = {name: shared(client, p) for name, p in prepared.items()}
         # The longest storms and rarest return periods (the most steps) first, so the workers
         # finish together rather than waiting on one long last member.
         longest_first = sorted(members, key=lambda m: (-m.duration_h, -m.return_period))
