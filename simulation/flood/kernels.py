@@ -32,9 +32,8 @@ G = 9.81
 CLOSED, FREE, LEVEL, FLOW = 0, 1, 2, 3
 
 
-# Bits whose integer third, added to x's bits, approximate cbrt(x) to a few per cent (dividing
-# the exponent by 3; Kahan's constants, for a double's high word shifted and for a float).
-_CBRT_BIAS_64 = np.int64(0x2A9F789300000000)
+# Bits whose integer third, added to a float32's bits, approximate cbrt(x) to a few per cent
+# (dividing the exponent by 3; Kahan's constant for a float).
 _CBRT_BIAS_32 = np.int32(709958130)
 # Float division without Python's zero-division checks: their branches kept the flux loop
 # from vectorising (3-4 times slower, measured). Divisors here are positive by construction.
@@ -49,8 +48,8 @@ def _halley(y: float, x: float) -> float:
 
 
 def cube_root(x: float) -> float:
-    """Cube root of x > 0, in x's precision: to about 1e-14 in float64, to round-off in
-    float32 (compiled only: see the overload)."""
+    """Cube root of x > 0 within float32's normal range, in x's precision: to about 1e-14
+    in float64, to round-off in float32 (compiled only: see the overload)."""
     raise NotImplementedError("cube_root runs compiled, inside the kernels")
 
 
@@ -71,8 +70,12 @@ def _cube_root(x: float) -> Callable[[float], float]:  # x: a numba Float type
         return root32
 
     def root64(x: float) -> float:
-        third = np.int64(np.float64(np.float64(x).view(np.int64)) * (1.0 / 3.0))
-        y = np.int64(third + _CBRT_BIAS_64).view(np.float64)
+        # The guess from x's float32 rounding: AVX2 has no packed int64 <-> float64
+        # conversion, so a float64 bit trick ran lane by lane (the flux pass 1.3 times
+        # slower, measured).
+        x32 = np.float32(x)
+        third = np.int32(np.float32(x32.view(np.int32)) * np.float32(1 / 3))
+        y = np.float64(np.int32(third + _CBRT_BIAS_32).view(np.float32))
         return _halley(_halley(y, x), x)
     return root64
 
@@ -100,7 +103,9 @@ def _face_flux(q: float, q_before: float, q_after: float, eta_a: float, eta_b: f
     d73 = d * d * cube_root(d)
     q_weighted = theta * q + rest * (q_before + q_after)
     new = (q_weighted - g_dt_dist * d * (eta_b - eta_a)) * d73 / (d73 + g_dt * n2 * abs(q))
-    return new if depth > h_min and n2 >= floor - floor else floor - floor
+    # & rather than "and": a short-circuit compiled into masked loads, slow on AMD's cores
+    # (the flux pass 1.15 times slower, measured).
+    return new if (depth > h_min) & (n2 >= floor - floor) else floor - floor
 
 
 @njit(inline="always", **FAST)
@@ -179,15 +184,32 @@ def fluxes(h: np.ndarray, z: np.ndarray, n2x: np.ndarray, n2y: np.ndarray,
     :func:`edge_fluxes`'s, so these loops have no boundary branch."""
     ny, nx = h.shape
     for i in prange(ny):
+        if i == 0:
+            for j in range(1, nx):
+                qx_new[0, j] = _x_flux(h, z, n2x, qx, cx, 0, j)
+            continue
+        qy_new[i, 0] = _y_flux(h, z, n2y, qy, cy, i, 0)
+        # Both axes in one loop: two independent chains per column keep the core busy
+        # through the friction term's long dependency chain (1.13 times faster, measured).
         for j in range(1, nx):
-            qx_new[i, j] = _face_flux(
-                qx[i, j], qx[i, j - 1], qx[i, j + 1], z[i, j - 1] + h[i, j - 1],
-                z[i, j] + h[i, j], z[i, j - 1], z[i, j], n2x[i, j], cx)
-        if i > 0:
-            for j in range(nx):
-                qy_new[i, j] = _face_flux(
-                    qy[i, j], qy[i - 1, j], qy[i + 1, j], z[i - 1, j] + h[i - 1, j],
-                    z[i, j] + h[i, j], z[i - 1, j], z[i, j], n2y[i, j], cy)
+            qx_new[i, j] = _x_flux(h, z, n2x, qx, cx, i, j)
+            qy_new[i, j] = _y_flux(h, z, n2y, qy, cy, i, j)
+
+
+@njit(inline="always", **FAST)
+def _x_flux(h: np.ndarray, z: np.ndarray, n2x: np.ndarray, qx: np.ndarray, cx: Coefficients,
+            i: int, j: int) -> float:
+    # The face between cells (i, j − 1) and (i, j).
+    return _face_flux(qx[i, j], qx[i, j - 1], qx[i, j + 1], z[i, j - 1] + h[i, j - 1],
+                      z[i, j] + h[i, j], z[i, j - 1], z[i, j], n2x[i, j], cx)
+
+
+@njit(inline="always", **FAST)
+def _y_flux(h: np.ndarray, z: np.ndarray, n2y: np.ndarray, qy: np.ndarray, cy: Coefficients,
+            i: int, j: int) -> float:
+    # The face between cells (i − 1, j) and (i, j).
+    return _face_flux(qy[i, j], qy[i - 1, j], qy[i + 1, j], z[i - 1, j] + h[i - 1, j],
+                      z[i, j] + h[i, j], z[i - 1, j], z[i, j], n2y[i, j], cy)
 
 
 @njit(**FAST)
@@ -274,12 +296,12 @@ def update_depths(h: np.ndarray, active: np.ndarray, pool: np.ndarray, qx: np.nd
     plus rain, minus infiltration up to what the cell holds; and the running maxima of depth
     and speed and the time of first flooding. One pass: the scaling needs no pass of its own.
 
-    ``rain`` is per cell or a (1, 1) array, ``pervious`` per cell. The speed is that of the
-    cell-centred discharge (the mean of each axis's two faces) over the cell's depth, where
-    deeper than ``velocity_depth`` (thinner films give meaningless speeds). ``arrival``
-    holds, per cell, the first ``t_end`` at which the depth exceeded ``arrival_depth``, NaN
-    until then. Returns the infiltrated depth summed over cells and the deepest cell outside
-    the level pools (``pool`` > 0), whose depths and their maxima
+    ``rain`` is per cell or a (1, 1) array, ``pervious`` per cell. ``v_max`` keeps the
+    squared speed of the cell-centred discharge (the mean of each axis's two faces) over the
+    cell's depth, where deeper than ``velocity_depth`` (thinner films give meaningless
+    speeds). ``arrival`` holds, per cell, the first ``t_end`` at which the depth exceeded
+    ``arrival_depth``, NaN until then. Returns the infiltrated depth summed over cells and the
+    deepest cell outside the level pools (``pool`` > 0), whose depths and their maxima
     :func:`simulation.flood.pools.level` settles after the step.
     """
     ny, nx = h.shape
@@ -379,17 +401,22 @@ def _update_cell(h: np.ndarray, active: np.ndarray, pool: np.ndarray, qx: np.nda
     depth, top, fastest, first = h[i, j], h_max[i, j], v_max[i, j], arrival[i, j]
     on = active[i, j]
     ordinary = on & (pool[i, j] == 0)
-    d = depth + r + (dt_dx * (west - east) + dt_dy * (north - south))
-    taken = min(infiltration * pervious[i, j], max(d, zero))
+    # A wall's changes times 0 store its depth back unchanged: an unconditional store. A
+    # select would be compiled into masked stores, slower on AMD's cores than the rest of
+    # the cell (measured).
+    unit = zero + on
+    d = depth + r * unit + (dt_dx * (west - east) + dt_dy * (north - south)) * unit
+    taken = min(infiltration * pervious[i, j], max(d, zero)) * unit
     d -= taken
-    h[i, j] = d if on else depth
+    h[i, j] = d
     h_max[i, j] = max(top, d) if ordinary else top
     arrival[i, j] = t_end if ordinary & (d > arrival_depth) & math.isnan(first) else first
     u = west + east
     v = north + south
+    # The squared speed: the square root is taken once, after the run.
     speed = (u * u + v * v) / ((d + d) * (d + d)) if on & (d > velocity_depth) else zero
-    v_max[i, j] = max(fastest, math.sqrt(speed))
-    return (taken if on else zero), (max(d, zero) if ordinary else zero)
+    v_max[i, j] = max(fastest, speed)
+    return taken, (max(d, zero) if ordinary else zero)
 
 
 @njit(parallel=True, **FAST)

@@ -467,6 +467,7 @@ def simulate(
     if sink is not None:
         budget.pipe_storage = sink.stored_m3 - piped
         budget.surcharge = sink.returned_m3 - returned
+    np.sqrt(max_velocity, out=max_velocity)  # the kernels keep the squared speed
     return Result(state, max_depth, max_velocity, arrival, budget, steps, limited_steps, wall,
                   steps * cells, pools.labels > 0)
 
