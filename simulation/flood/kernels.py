@@ -16,16 +16,43 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 import numba
 import numpy as np
 from numba import njit, prange
 from numba.extending import overload
 
-# On a loaded 2-core machine OpenMP's spin-waiting made 2-thread runs 10-30 times slower
-# (DESIGN.md, measured); the workqueue layer sleeps instead. An explicit choice wins.
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"
+
+def _choose_threading_layer() -> None:
+    """OpenMP with passive waiting where it can be had, else numba's workqueue.
+
+    The solver calls a parallel kernel a few times a step. workqueue hands every call to its
+    pool threads, even on one thread: ~60 us of CPU and a dozen context switches a call,
+    about 45 % of a small grid's run (docs/scaling.md); OpenMP runs a one-thread call in the
+    caller (~1.5 us) and wakes two threads in 16-31 us, not 120-150. Its default
+    spin-waiting made 2-thread runs 10-30 times slower on a loaded 2-core machine
+    (DESIGN.md), so only with OMP_WAIT_POLICY=PASSIVE, which libgomp reads when it loads:
+    if something loaded it earlier without that, keep workqueue. numba falls back to
+    workqueue by itself where no OpenMP runtime is installed. An explicit choice wins."""
+    if "NUMBA_THREADING_LAYER" in os.environ:
+        return
+    policy = os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if policy.upper() != "PASSIVE" or _libgomp_loaded():
+        numba.config.THREADING_LAYER = "workqueue"
+        return
+    numba.config.THREADING_LAYER_PRIORITY = ["omp", "workqueue", "tbb"]
+    numba.config.THREADING_LAYER = "default"
+
+
+def _libgomp_loaded() -> bool:
+    try:
+        return "libgomp" in Path("/proc/self/maps").read_text()
+    except OSError:  # not Linux: assume the worst
+        return True
+
+
+_choose_threading_layer()
 
 G = 9.81
 # Edge kinds, in the order of the sides: north (row 0), south, west (column 0), east.
