@@ -277,7 +277,7 @@ def transactions_router(catalog: list[LayerDefinition], settings: FeaturesSettin
                       if_match: IfMatch = None) -> Response:
         feature, crs = body
         return await write(request, layer, who, featureId, if_match,
-                     _changes(layer, feature, crs, replace=True), "replace")
+                           _changes(layer, feature, crs, replace=True), "replace")
 
     @router.patch("/collections/{collectionId}/items/{featureId:path}",
                   summary="Change some properties or the geometry of a feature",
@@ -287,7 +287,7 @@ def transactions_router(catalog: list[LayerDefinition], settings: FeaturesSettin
                      if_match: IfMatch = None) -> Response:
         feature, crs = body
         return await write(request, layer, who, featureId, if_match,
-                     _changes(layer, feature, crs, replace=False), "update")
+                           _changes(layer, feature, crs, replace=False), "update")
 
     @router.delete("/collections/{collectionId}/items/{featureId:path}", status_code=204,
                    summary="Delete a feature (its history stays)")
