@@ -37,6 +37,22 @@ export class VertexColourScenegraphLayer extends ScenegraphLayer {
 }
 VertexColourScenegraphLayer.layerName = 'VertexColourScenegraphLayer';
 
+// deck.gl 9.4's Tile3DLayer traverses its tileset only when the viewport changes. If
+// tileset.json arrives after the first viewport update and before the next draw, that
+// traversal finds no viewport, and a still camera never asks again: no tile loads until
+// the view moves (seen as "frame 0" in a test that waited 45 s). Until the first traversal
+// is done, every draw asks for one.
+export class TraversingTile3DLayer extends Tile3DLayer {
+  activateViewport(viewport) {
+    super.activateViewport(viewport);
+    if (this.state.tileset3d && !this.state.frameNumber) {
+      this.setChangeFlags({viewportChanged: true});
+      this.setNeedsUpdate();
+    }
+  }
+}
+TraversingTile3DLayer.layerName = 'TraversingTile3DLayer';
+
 // Closest point on triangle abc to p (Ericson, Real-Time Collision Detection, 5.1.5):
 // squared distance only.
 function distance2(p, a, b, c) {
@@ -98,7 +114,7 @@ export function createBuildings3d(map, overlay, tilesets) {
   if (!tilesets.some(tileset => tileset.id === 'buildings')) return null;
   const url = new URL(TILESET, API_ROOT).href;
   const extrusion = map.getLayer('buildings') ? 'buildings' : null;
-  let layer = new Tile3DLayer({
+  let layer = new TraversingTile3DLayer({
     id: LAYER_ID,
     data: url,
     loader: Tiles3DLoader,

@@ -7,11 +7,11 @@
 // stand on it; deck.gl's own layers are draped over a TerrainLayer of the same tiles (map.js).
 // GET /3dtiles lists what is built and readable, so nothing is asked for that
 // would answer 404. All of it is in the URL (`infra=...&underground=1&hillshade=1&terrain=1`).
-import {TerrainLayer, Tile3DLayer} from '@deck.gl/geo-layers';
+import {TerrainLayer} from '@deck.gl/geo-layers';
 import {Tiles3DLoader} from '@loaders.gl/3d-tiles';
 import terrainWorker from '@loaders.gl/terrain/terrain-worker.js?url';
 import {API_ROOT, getJson} from './api.js';
-import {VertexColourScenegraphLayer} from './buildings3d.js';
+import {TraversingTile3DLayer, VertexColourScenegraphLayer} from './buildings3d.js';
 import {t} from './i18n.js';
 import {storedKey} from './scenarios.js';
 import {reportError, status} from './status.js';
@@ -46,7 +46,7 @@ export async function listTilesets(onRefused = () => {},
 }
 
 function tilesetLayer({id, href}, key, underground) {
-  return new Tile3DLayer({
+  return new TraversingTile3DLayer({
     id: `infrastructure-${id}`,
     data: href,
     loader: Tiles3DLoader,
