@@ -123,9 +123,22 @@ def _link(href: str, rel: str, kind: str, title: str = "") -> dict[str, str]:
     return link
 
 
-def reads_replica(who: Principal) -> bool:
+def _reads_replica(who: Principal) -> bool:
     """Whether a principal's reads go to the replica (anonymous and viewer keys)."""
     return who.anonymous or who.role is Role.viewer
+
+
+def engine_for_reads(request: Request, who: Principal) -> Engine:
+    """The engine ``who`` reads from: the replica's (or the primary's when there is none)
+    for anonymous and viewer requests, the primary's for keys that may edit."""
+    state = request.app.state
+    return state.read_engine if _reads_replica(who) else state.engine
+
+
+def async_engine_for_reads(request: Request, who: Principal) -> AsyncEngine:
+    """:func:`engine_for_reads` among the async engines."""
+    state = request.app.state
+    return state.async_read_engine if _reads_replica(who) else state.async_engine
 
 
 def read_engine_for(principal: Callable[..., Principal]) -> Callable[..., Awaitable[Engine]]:
@@ -135,8 +148,7 @@ def read_engine_for(principal: Callable[..., Principal]) -> Callable[..., Awaita
 
     async def read_engine(request: Request,
                           who: Annotated[Principal, Depends(principal)]) -> Engine:
-        state = request.app.state
-        return state.read_engine if reads_replica(who) else state.engine
+        return engine_for_reads(request, who)
 
     return read_engine
 
@@ -147,8 +159,7 @@ def async_read_engine_for(
 
     async def read_engine(request: Request,
                           who: Annotated[Principal, Depends(principal)]) -> AsyncEngine:
-        state = request.app.state
-        return state.async_read_engine if reads_replica(who) else state.async_engine
+        return async_engine_for_reads(request, who)
 
     return read_engine
 
@@ -266,8 +277,7 @@ def features_router(catalog: list[LayerDefinition], settings: FeaturesSettings,
         # The layer, engine and CRS are looked up here rather than as dependencies: FastAPI
         # spends tens of microseconds on each one, on the busiest route.
         layer = await layer_for(collectionId, who)
-        state = request.app.state
-        db = state.async_read_engine if reads_replica(who) else state.async_engine
+        db = async_engine_for_reads(request, who)
         output = resolve(crs, crs_offered, "crs")
         wanted = None
         if properties is not None:

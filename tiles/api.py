@@ -33,7 +33,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import Engine
 
 from cim.access import Principal
-from layers.api import reads_replica
+from layers.api import engine_for_reads
 from layers.errors import NotFound
 from layers.model import MAX_ZOOM, LayerDefinition
 from layers.responses import cached
@@ -205,17 +205,13 @@ def tiles_router(catalog: list[LayerDefinition], name: str,
     # CPU by about 15 %.
     Who = Annotated[Principal, Depends(principal)]
 
-    def reads_from(request: Request, who: Principal) -> Engine:
-        state = request.app.state
-        return state.read_engine if reads_replica(who) else state.engine
-
     @router.get("/tiles/{tileMatrixSetId}/{z}/{x}/{y}", summary="Base map tile: every layer",
                 response_class=Response, responses={200: {"content": {MVT: {}}}})
     async def base_tile(request: Request, tileMatrixSetId: str, z: Zoom, x: Index, y: Index,
                         who: Who) -> Response:
         seen = [layer for layer in catalog if who.may_see(layer)]
         base_map = Tileset.base_map(layer.id for layer in seen)
-        return await tile(request, reads_from(request, who), base_map, seen,
+        return await tile(request, engine_for_reads(request, who), base_map, seen,
                           await grid(tileMatrixSetId), z, x, y)
 
     @router.get("/collections/{collectionId}/tiles/{tileMatrixSetId}/{z}/{x}/{y}",
@@ -226,7 +222,7 @@ def tiles_router(catalog: list[LayerDefinition], name: str,
                               tileMatrixSetId: str,
                               z: Zoom, x: Index, y: Index, who: Who) -> Response:
         layer = layer_for(collectionId, who)
-        return await tile(request, reads_from(request, who), Tileset.collection(layer.id),
+        return await tile(request, engine_for_reads(request, who), Tileset.collection(layer.id),
                           [layer], await grid(tileMatrixSetId), z, x, y)
 
     @router.get("/tiles/{tileMatrixSetId}/tilejson.json", summary="TileJSON 3.0 of the base map")

@@ -86,10 +86,10 @@ def make_async_engine(settings: DatabaseSettings, replica: bool = False,
     GIL behind the loop). ``replica``: on ``CIM_DATABASE_REPLICA_URL`` (None without one).
     The sync engines stay for the CLI, jobs, tile renders and the cache's listener."""
     if replica:
-        if settings.replica_url is None:
+        target = _replica(settings)
+        if target is None:
             return None
-        url = _driver_url(settings.replica_url.get_secret_value(), "CIM_DATABASE_REPLICA_URL")
-        connect_args = {"application_name": READER_NAME}
+        url, connect_args = target
     else:
         url, connect_args = database_url(settings), {}
     return create_async_engine(url, **_engine_arguments(url, settings, connect_args, kwargs))
@@ -113,10 +113,19 @@ def make_read_engine(settings: DatabaseSettings, **kwargs) -> Engine | None:
     """An engine on the streaming replica (``CIM_DATABASE_REPLICA_URL``); None without one.
 
     Its sessions are named, so the replica's ``pg_stat_activity`` shows the API's readers."""
+    target = _replica(settings)
+    if target is None:
+        return None
+    url, connect_args = target
+    return _engine(url, settings, connect_args, **kwargs)
+
+
+def _replica(settings: DatabaseSettings) -> tuple[str, dict[str, str]] | None:
+    """The replica's URL and its sessions' connect arguments (named), or None without one."""
     if settings.replica_url is None:
         return None
     url = _driver_url(settings.replica_url.get_secret_value(), "CIM_DATABASE_REPLICA_URL")
-    return _engine(url, settings, {"application_name": READER_NAME}, **kwargs)
+    return url, {"application_name": READER_NAME}
 
 
 @dataclass(frozen=True)

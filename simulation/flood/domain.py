@@ -430,11 +430,7 @@ def trenches(bed: np.ndarray, lines: gpd.GeoSeries, transform: Affine) -> np.nda
         if r1 - r0 < 3 or c1 - c0 < 3:
             continue
         window = bed[r0:r1, c0:c1]
-        ground = np.where(np.isfinite(window), window, np.nanmax(window))
-        # Fill from the window's rim inwards: what stays below the fill lies in a depression.
-        seed = ground.copy()
-        seed[1:-1, 1:-1] = ground.max()
-        depth = reconstruction(seed, ground, method="erosion") - ground
+        ground, depth = _below_spill(window)
         under = rasterize([(line, 1)], out_shape=window.shape, all_touched=True,
                           transform=transform @ Affine.translation(c0, r0), dtype="uint8") > 0
         if not under.any():
@@ -454,13 +450,10 @@ def depressions(bed: np.ndarray, cell_area_m2: float,
     that lie ``pool_depth`` or more below their spill level, in groups of at most
     ``max_area_m2``.
 
-    The spill levels are the bed filled by morphological reconstruction from the grid's rim
-    (the scenario's edges are free outfalls); NaN cells (walls) count as high ground.
+    The spill levels are the bed filled from the grid's rim (the scenario's edges are free
+    outfalls).
     """
-    ground = np.where(np.isfinite(bed), bed, np.nanmax(bed))
-    seed = ground.copy()
-    seed[1:-1, 1:-1] = ground.max()
-    depth = reconstruction(seed, ground, method="erosion") - ground
+    depth = _below_spill(bed)[1]
     labels, count = ndimage.label(depth >= pool_depth)
     if count == 0:
         return np.zeros(bed.shape, bool)
@@ -468,6 +461,16 @@ def depressions(bed: np.ndarray, cell_area_m2: float,
     area = np.bincount(labels.ravel(), minlength=count + 1)[1:] * cell_area_m2
     keep = np.concatenate([[False], (deepest >= min_depth) & (area <= max_area_m2)])
     return keep[labels] & np.isfinite(bed)
+
+
+def _below_spill(bed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ground (NaN cells, walls, as the highest ground) and each cell's depth below its
+    spill level: the ground filled by morphological reconstruction from the array's rim
+    inwards, so what stays below the fill lies in a closed depression."""
+    ground = np.where(np.isfinite(bed), bed, np.nanmax(bed))
+    seed = ground.copy()
+    seed[1:-1, 1:-1] = ground.max()
+    return ground, reconstruction(seed, ground, method="erosion") - ground
 
 
 def _shore(bed: np.ndarray, level: np.ndarray, reach: int) -> np.ndarray:
