@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from cim.access import AccessError
 from cim.audit import audit_router
+from cim.connections import ConnectionShare, process_counts
 from cim.db.engine import make_async_engine, make_engine, make_read_engine, replica_lag
 from cim.db.errors import DatabaseError
 from cim.demo.load import ATTRIBUTION
@@ -194,6 +195,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.add_middleware(InFlightLimit, max_requests=settings.server.max_in_flight,
                        max_wait_s=settings.server.in_flight_wait_s)
+    if (connections := process_counts()) is not None:  # one of several `cim serve` workers
+        app.add_middleware(ConnectionShare, counts=connections)
     metrics = Metrics()
     app.add_middleware(RequestObserver, metrics=metrics)  # outermost: sees every answer
 

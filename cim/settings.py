@@ -141,8 +141,9 @@ class ServerSettings(_Section):
     port: int = 8000
     workers: int = Field(default=1, ge=1, description="Server processes for `cim serve`.")
     max_in_flight: int = Field(
-        default=8, ge=0, description="Requests each server process runs at once; later ones "
-        "wait their turn (0: no limit). Few at once cut bench/load.py's p99 by ~45 %.")
+        default=2, ge=0, description="Requests each server process runs at once; later ones "
+        "wait their turn (0: no limit). bench/load.py's p99: 836 ms unlimited, ~320 ms at 8, "
+        "~230 ms at 2 (two keep a process busy while the other waits for PostgreSQL).")
     in_flight_wait_s: float = Field(
         default=0.5, gt=0, description="Longest a request waits for its turn before it runs "
         "anyway.")

@@ -199,6 +199,7 @@ def serve(
     """Serve the platform's HTTP API (JSON logs, one line per request, on stderr)."""
     import uvicorn
 
+    from cim.connections import CountedHTTP, shared_connections
     from cim.observability import LOG_CONFIG, shared_metrics
 
     settings: Settings = ctx.obj
@@ -206,9 +207,11 @@ def serve(
     # Each worker builds the app from the same settings (environment and cim.toml).
     # uvicorn restarts a worker that takes 5 s to answer its health check: on a busy machine
     # a worker still importing, or busy under load, was killed over and over.
-    with shared_metrics(processes):
+    # Several workers count their connections in a shared file and even them out.
+    with shared_metrics(processes), shared_connections(processes):
         uvicorn.run("cim.app:create_app", factory=True, host=host or settings.server.host,
                     port=port or settings.server.port, workers=processes,
+                    http=CountedHTTP if processes > 1 else "auto",
                     log_config=LOG_CONFIG, access_log=False, timeout_worker_healthcheck=60)
 
 
