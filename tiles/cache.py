@@ -29,6 +29,7 @@ import threading
 import time
 from collections import OrderedDict, defaultdict, deque
 from collections.abc import Iterable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,6 +107,8 @@ class TileCache:
         self._index: dict[tuple[str, str, int], set[tuple[int, int]]] = defaultdict(set)
         self._tilesets: dict[str, frozenset[str]] = {}
         self._described: set[str] = set()
+        self._disk: dict[str, frozenset[str] | None] = {}  # tilesets in the folder, by name
+        self._disk_listed: int | None = None  # the folder's mtime when it was listed
 
     def attach(self, folder: Path | None) -> None:
         """Use ``folder`` as the disk tier (None: memory only); memory starts empty."""
@@ -118,6 +121,7 @@ class TileCache:
             self._index.clear()
             self._size = 0
             self._described.clear()
+            self._disk_listed = None
             self.generation += 1
             self._floor = self.generation
             self._evictions.clear()
@@ -254,18 +258,28 @@ class TileCache:
         _atomic_write(path, data)
 
     def _disk_tilesets(self) -> dict[str, frozenset[str] | None]:
-        """Tilesets in the folder with their layers (None when unknown: evict on any change)."""
-        if self.folder is None or not self.folder.is_dir():
+        """Tilesets in the folder with their layers (None when unknown: evict on any change).
+
+        Other processes (the other workers, ``cim tiles seed``) add tilesets, so the folder
+        is listed again whenever its modification time moved; a tileset whose layers were
+        unknown is looked at again every time."""
+        try:
+            if self.folder is None or not self.folder.is_dir():
+                return {}
+            listed = self.folder.stat().st_mtime_ns
+        except OSError:
             return {}
-        found: dict[str, frozenset[str] | None] = {}
-        for entry in self.folder.iterdir():
-            if entry.is_dir():
-                try:
-                    found[entry.name] = frozenset(json.loads(
-                        (entry / LAYERS_FILE).read_text()))
-                except (OSError, ValueError):
-                    found[entry.name] = None
-        return found
+        if listed != self._disk_listed:
+            self._disk = {entry.name: None for entry in self.folder.iterdir() if entry.is_dir()}
+            # Timestamps move in clock ticks: a tileset added within the tick of a listing
+            # would leave the time as it was, so a listing that recent is not kept.
+            settled = time.time_ns() - listed > 1_000_000_000
+            self._disk_listed = listed if settled else None
+        for name in [n for n, layers in self._disk.items() if layers is None]:
+            with suppress(OSError, ValueError):  # not described yet: still unknown
+                self._disk[name] = frozenset(json.loads(
+                    (self.folder / name / LAYERS_FILE).read_text()))
+        return self._disk
 
     def evict(self, layers: set[str], bboxes: Sequence[BBox]) -> int:
         """Drop the tiles of tilesets drawing any of ``layers`` near any lon/lat envelope
