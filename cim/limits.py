@@ -172,15 +172,18 @@ class InFlightLimit:
 
     def __init__(self, app: ASGIApp, max_requests: int, max_wait_s: float) -> None:
         self.app, self.max_requests, self.max_wait_s = app, max_requests, max_wait_s
-        self._slots: asyncio.Semaphore | None = None  # made on the server's own loop
+        # Made on the loop that serves: a semaphore waited on from another loop raises (one
+        # app under successive test clients, each with its loop).
+        self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self.max_requests <= 0:
             await self.app(scope, receive, send)
             return
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self.max_requests)
-        slots, held = self._slots, True
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._slots[0] is not loop:
+            self._slots = (loop, asyncio.Semaphore(self.max_requests))
+        slots, held = self._slots[1], True
         if slots.locked():
             try:
                 async with asyncio.timeout(self.max_wait_s):

@@ -66,16 +66,19 @@ def test_feature_pages_waiting_for_postgresql_hold_no_thread(engine: Engine,
 
 def test_in_flight_limit_serves_in_turn_and_bounds_the_wait() -> None:
     ran: list[str] = []
+    gate: dict[str, asyncio.Event] = {}
+
+    async def app(scope, receive, send) -> None:
+        ran.append(scope["path"])
+        if scope["path"] == "/slow":
+            await gate["release"].wait()
+
+    # One middleware on two event loops in turn, as one app under two test clients.
+    limited = InFlightLimit(app, max_requests=1, max_wait_s=0.3)
 
     async def main() -> None:
-        release = asyncio.Event()
-
-        async def app(scope, receive, send) -> None:
-            ran.append(scope["path"])
-            if scope["path"] == "/slow":
-                await release.wait()
-
-        limited = InFlightLimit(app, max_requests=1, max_wait_s=0.3)
+        ran.clear()
+        release = gate["release"] = asyncio.Event()
 
         def call(path: str) -> asyncio.Task[None]:
             return asyncio.ensure_future(limited({"type": "http", "path": path}, None, None))
@@ -99,4 +102,5 @@ def test_in_flight_limit_serves_in_turn_and_bounds_the_wait() -> None:
         release.set()
         await stuck
 
+    asyncio.run(main())
     asyncio.run(main())
