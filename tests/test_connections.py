@@ -8,10 +8,12 @@ import os
 import signal
 import time
 from collections import Counter
+from contextlib import suppress
 from http.client import HTTPConnection
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import httpx
 import psutil
 from sqlalchemy import Engine
 
@@ -22,11 +24,26 @@ from tests.servers import cim_serve
 CONNECTIONS = 20
 
 
-def workers_of_server() -> list[int]:
-    """The worker processes of the ``cim serve`` this test started (not the supervisor's
-    resource tracker)."""
-    supervisor = next(p for p in psutil.Process().children() if "serve" in p.cmdline())
-    return [p.pid for p in supervisor.children() if "spawn_main" in " ".join(p.cmdline())]
+def workers_of_server(port: int) -> list[int]:
+    """The worker processes of the ``cim serve`` this test started on ``port`` (not the
+    supervisor's resource tracker). Earlier tests may have left zombie children: skipped."""
+    for child in psutil.Process().children():
+        with suppress(psutil.Error):
+            if "serve" in child.cmdline() and str(port) in child.cmdline():
+                return [p.pid for p in child.children()
+                        if "spawn_main" in " ".join(p.cmdline())]
+    return []
+
+
+def wait_for_both(base: str, timeout_s: float = 60.0) -> None:
+    """Until fresh connections have met both workers: the first to start answers the
+    server's probe while the other may still be importing (under load, seconds)."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout_s
+    while len(seen) < 2:
+        assert time.monotonic() < deadline, f"only {len(seen)} worker answered"
+        seen.add(httpx.get(f"{base}/health").headers["x-request-id"][:8])
+        time.sleep(0.05)
 
 
 def worker_of(conn: HTTPConnection) -> str:
@@ -46,14 +63,15 @@ def test_connections_even_out_over_the_workers(engine: Engine, settings: Setting
     with cim_serve(env, workers=2) as base:
         port = urlsplit(base).port
         assert port is not None
-        workers = workers_of_server()
+        wait_for_both(base)
+        workers = workers_of_server(port)
         assert len(workers) == 2
         clients = [HTTPConnection("127.0.0.1", port, timeout=10) for _ in range(CONNECTIONS)]
         os.kill(workers[1], signal.SIGSTOP)
         try:
             for client in clients:
                 client.connect()
-            time.sleep(0.5)  # for the running worker to accept them
+            time.sleep(1)  # for the running worker to accept them
         finally:
             os.kill(workers[1], signal.SIGCONT)
         try:
