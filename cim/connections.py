@@ -16,6 +16,7 @@ accepts it: repeated, the counts even out within a connection or two per client.
 from __future__ import annotations
 
 import fcntl
+import logging
 import mmap
 import os
 import tempfile
@@ -25,6 +26,8 @@ from functools import cache
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+log = logging.getLogger(__name__)
 
 COUNTS_FILE = "CIM_WORKER_CONNECTIONS_FILE"
 """The environment variable naming the shared file (set by ``cim serve`` for its workers)."""
@@ -92,7 +95,13 @@ def _lock(fd: int, slot: int) -> bool:
 def process_counts() -> Counts | None:
     """This process's view of the shared counts; None outside a multi-worker ``cim serve``."""
     path = os.environ.get(COUNTS_FILE)
-    return Counts(path) if path else None
+    if not path:
+        return None
+    try:
+        return Counts(path)
+    except OSError as exc:  # serve on, unbalanced, rather than fail every connection
+        log.warning("connection counts unavailable (%s): workers not evened out", exc)
+        return None
 
 
 class CountedHTTP(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
