@@ -39,13 +39,13 @@ connections back and forth between evenly loaded workers."""
 
 @contextmanager
 def shared_connections(workers: int) -> Iterator[None]:
-    """With several workers, a file of one zeroed slot each, named in the environment they
-    inherit (removed afterwards)."""
+    """With several workers, a file of one slot each, named in the environment they inherit
+    (removed afterwards). A slot reads -1 until its worker has started."""
     if workers < 2:
         yield
         return
     with tempfile.NamedTemporaryFile(prefix="cim-connections-") as file:
-        file.write(bytes(SLOT * workers))
+        file.write(b"\xff" * (SLOT * workers))  # -1 in two's complement
         file.flush()
         os.environ[COUNTS_FILE] = file.name
         try:
@@ -76,11 +76,12 @@ class Counts:
             self._counts[self.slot] -= 1
 
     def over_share(self) -> bool:
-        """Whether this process holds ``SLACK`` or more connections above the mean."""
+        """Whether this process holds ``SLACK`` or more connections above the mean of the
+        workers started (one still starting would take none of those it sheds)."""
         if self.slot is None:
             return False
-        counts = self._counts.tolist()
-        return counts[self.slot] * len(counts) >= sum(counts) + SLACK * len(counts)
+        started = [n for n in self._counts.tolist() if n >= 0]
+        return self._counts[self.slot] * len(started) >= sum(started) + SLACK * len(started)
 
 
 def _lock(fd: int, slot: int) -> bool:
