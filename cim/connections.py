@@ -8,9 +8,10 @@ between two workers and stayed so; the busier process then answered every reques
 
 Each worker counts its open connections in its own slot of a small file all of them map
 (:class:`CountedHTTP`, the HTTP protocol ``cim serve`` gives uvicorn). A worker holding two
-or more connections above the mean answers its next request with ``Connection: close``
-(:class:`ConnectionShare`), and the client's new connection goes to whichever worker
-accepts it: repeated, the counts even out within a connection or two per client.
+or more connections above the mean of the workers started answers its next request with
+``Connection: close`` (:class:`ConnectionShare`), and the client's new connection goes to
+whichever worker accepts it: repeated, the counts even out within a connection or two per
+client.
 """
 
 from __future__ import annotations
@@ -80,8 +81,9 @@ class Counts:
         workers started (one still starting would take none of those it sheds)."""
         if self.slot is None:
             return False
-        started = [n for n in self._counts.tolist() if n >= 0]
-        return self._counts[self.slot] * len(started) >= sum(started) + SLACK * len(started)
+        counts = self._counts.tolist()
+        started = [n for n in counts if n >= 0]
+        return counts[self.slot] * len(started) >= sum(started) + SLACK * len(started)
 
 
 def _lock(fd: int, slot: int) -> bool:

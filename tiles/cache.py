@@ -263,11 +263,11 @@ class TileCache:
         Other processes (the other workers, ``cim tiles seed``) add tilesets, so the folder
         is listed again whenever its modification time moved; a tileset whose layers were
         unknown is looked at again every time."""
+        if self.folder is None:
+            return {}
         try:
-            if self.folder is None or not self.folder.is_dir():
-                return {}
             listed = self.folder.stat().st_mtime_ns
-        except OSError:
+        except OSError:  # not made yet
             return {}
         if listed != self._disk_listed:
             self._disk = {entry.name: None for entry in self.folder.iterdir() if entry.is_dir()}

@@ -173,12 +173,10 @@ class Invalidator:
 
     def _catch_up(self, conn: psycopg.Connection) -> int:
         with self._lock:
-            if self._epoch is None:
-                self._attach(conn, str(conn.execute(
-                    "SELECT epoch FROM cim.change_feed").fetchone()[0]))
+            # Before the first attach ``since`` is NULL: the read names the epoch, no changes.
             found = conn.execute(CHANGES, {"since": self._since}).fetchall()
             epoch, snapshot = found[0][:2]
-            if epoch != self._epoch:  # another database: its changes start from its own
+            if epoch != self._epoch:  # first, or another database: start from its own state
                 self._attach(conn, epoch)
                 found = conn.execute(CHANGES, {"since": self._since}).fetchall()
                 snapshot = found[0][1]
