@@ -260,6 +260,11 @@ def main() -> None:
         tally = Tally()
         rng = random.Random(args.seed)
         meter = serving.CpuMeter(server, WORK / "pgdata")
+        # This process's own full collections (one of 310 ms in a run, every client's clock
+        # running) were counted as the server's latency: what it made before the run is
+        # frozen out of them.
+        gc.collect()
+        gc.freeze()
         before, usage = meter.sample(), resource.getrusage(resource.RUSAGE_SELF)
         print(f"{args.clients} clients for {args.seconds:g} s on {server.base} "
               f"({args.workers} workers, {args.buildings:,}-building city, mix {mix}); "
@@ -273,11 +278,6 @@ def main() -> None:
                                           deadline, random.Random(rng.random()), tally)
                                    for i in range(args.clients)))
 
-        # This process's own full collections (one of 310 ms in a run, every client's clock
-        # running) were counted as the server's latency: what it made before the run is
-        # frozen out of them.
-        gc.collect()
-        gc.freeze()
         asyncio.run(run())
         wall = time.perf_counter() - started
         after, used = meter.sample(), resource.getrusage(resource.RUSAGE_SELF)

@@ -168,7 +168,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.scenario_worker = worker
         # What start-up made lives as long as the process: out of the collector's sight, a
         # full collection walks only what requests made since (a worker's 300,000 objects
-        # took it 200-280 ms, every request on the worker waiting).
+        # took it 200-400 ms, every request on the worker waiting).
         gc.collect()
         gc.freeze()
         yield
