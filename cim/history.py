@@ -7,13 +7,25 @@ query over a city object table into "the city as it was at that moment".
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 from geoalchemy2.shape import from_shape
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import BindParameter, Connection, Select, and_, bindparam, or_, select, text
+from sqlalchemy import (
+    BindParameter,
+    Connection,
+    Select,
+    TextClause,
+    and_,
+    bindparam,
+    or_,
+    select,
+    text,
+)
 
 from cim.ingest.geometry import check_and_repair, coerce
 from cim.ingest.load import content_columns, qualified
@@ -32,6 +44,10 @@ class ObjectNotFound(HistoryError):
 
 class ObjectExists(HistoryError):
     """A new object's id is taken by a current object."""
+
+
+class StaleVersion(HistoryError):
+    """The object's current version is none of those the writer expected (If-Match)."""
 
 
 def model_for(layer: str) -> type[CityObject]:
@@ -82,65 +98,138 @@ def _checked(model: type[CityObject], column: str, shape: BaseGeometry) -> BaseG
     return geoms[0]
 
 
-def _close(conn: Connection, model: type[CityObject], object_id: str) -> int:
-    """Close the object's current version (valid_to = now()); returns its ``vid``."""
-    closed = conn.execute(
-        text(f"UPDATE {qualified(model)} SET valid_to = now() "
-             "WHERE id = :id AND valid_to IS NULL RETURNING vid"),
-        {"id": object_id},
-    ).scalar()
-    if closed is None:
+@dataclass(frozen=True)
+class Audit:
+    """Who writes, and as what action: a write given one appends itself, with the versions
+    before and after, to ``cim.audit_log`` in the same statement."""
+
+    actor: str
+    action: str
+
+
+ATTEMPTS = 3
+"""A write whose object another writer changed in between (and that named no version to
+expect) is tried again on the new version; past this many the object is too busy."""
+
+
+def _as_json(alias: str) -> str:
+    """A version row as JSON, its geometry as GeoJSON (for the audit log)."""
+    return (f"to_jsonb({alias}) - 'geom' - 'geom_3d' || "
+            f"jsonb_build_object('geometry', ST_AsGeoJSON({alias}.geom)::jsonb)")
+
+
+def _logged(audit: Audit | None, layer: str, before: str | None, after: str | None) -> str:
+    """A CTE appending the write to the audit log (nothing without ``audit``); ``before``
+    and ``after`` name the CTEs that return the versions."""
+    if audit is None:
+        return ""
+    vid = [f"{cte}.vid" if cte else "NULL::bigint" for cte in (before, after)]
+    row = [_as_json(cte) if cte else "NULL::jsonb" for cte in (before, after)]
+    return (", logged AS (INSERT INTO cim.audit_log (actor, action, layer, object_id, "
+            f"before_vid, after_vid, before, after) SELECT :actor, :action, '{layer}', "
+            f"{before or after}.id, {vid[0]}, {vid[1]}, {row[0]}, {row[1]} "
+            f"FROM {', '.join(cte for cte in (before, after) if cte)})")
+
+
+def _audit_params(audit: Audit | None) -> dict[str, str]:
+    return {} if audit is None else {"actor": audit.actor, "action": audit.action}
+
+
+def _closing(model: type[CityObject], only: Mapping[str, Any],
+             expected: Collection[int] | None) -> tuple[str, dict[str, Any]]:
+    """The CTE ``closed``: the object's current version closed (valid_to = now()) if it has
+    the ``only`` column values and, given ``expected``, is one of those versions."""
+    conditions = [f' AND "{column}" = :only_{i}' for i, column in enumerate(only)]
+    params: dict[str, Any] = {f"only_{i}": v for i, v in enumerate(only.values())}
+    if expected is not None:
+        conditions.append(" AND vid = ANY(:expected)")
+        params["expected"] = list(expected)
+    return (f"closed AS (UPDATE {qualified(model)} SET valid_to = now() WHERE id = :id "
+            f"AND valid_to IS NULL{''.join(conditions)} RETURNING *)", params)
+
+
+def _refusal(conn: Connection, model: type[CityObject], object_id: str,
+             only: Mapping[str, Any], expected: Collection[int] | None) -> None:
+    """Why a closing matched nothing: raises if the object is missing or at another
+    version; returns if it is current and as expected now (another write came between)."""
+    columns = "".join(f', "{column}"' for column in only)
+    row = conn.execute(text(f"SELECT vid{columns} FROM {qualified(model)} "
+                            "WHERE id = :id AND valid_to IS NULL"), {"id": object_id}).first()
+    if row is None or any(row[i + 1] != v for i, v in enumerate(only.values())):
         raise ObjectNotFound(f"{model.__tablename__} has no current object {object_id!r}")
-    return int(closed)
+    if expected is not None and row[0] not in expected:
+        raise StaleVersion(f"{object_id} has changed since it was read (version {row[0]} is "
+                           "current); read it again")
 
 
-def update_object(conn: Connection, layer: str, object_id: str,
-                  changes: dict[str, Any]) -> int:
-    """Write a new version of an object with ``changes``; returns the new version's ``vid``."""
+def _closed_by(conn: Connection, model: type[CityObject], object_id: str,
+               statement: TextClause, params: dict[str, Any], only: Mapping[str, Any],
+               expected: Collection[int] | None) -> int:
+    """Run a statement that closes the object's current version; its one value (a
+    ``vid``), after finding out why one that matched nothing did, and trying again."""
+    for _ in range(ATTEMPTS):
+        vid = conn.execute(statement, {"id": object_id, **params}).scalar()
+        if vid is not None:
+            return int(vid)
+        _refusal(conn, model, object_id, only, expected)
+    raise StaleVersion(f"{object_id} kept changing while it was written; try again")
+
+
+def update_object(conn: Connection, layer: str, object_id: str, changes: dict[str, Any], *,
+                  only: Mapping[str, Any] | None = None,
+                  expected: Collection[int] | None = None,
+                  audit: Audit | None = None) -> int:
+    """Write a new version of an object with ``changes``; returns the new version's ``vid``.
+
+    One statement closes the current version, writes its successor and the audit entry:
+    atomic without a transaction around it. The object must have the ``only`` column
+    values (else it is not found) and, given ``expected``, be at one of those versions
+    (else :class:`StaleVersion`)."""
     model = model_for(layer)
     values = _values(model, changes)
-    table = qualified(model)
-    closed = _close(conn, model, object_id)
+    closing, params = _closing(model, only or {}, expected)
     columns = content_columns(model)
     selected = [f":v_{c}" if c in values else f'o."{c}"' for c in columns]
-    params = {f"v_{k}": v for k, v in values.items()}
     col_list = ", ".join(f'"{c}"' for c in columns)
-    new_vid = conn.execute(
-        text(
-            f"INSERT INTO {table} ({col_list}, import_id, valid_from) "
-            f"SELECT {', '.join(selected)}, NULL, now() FROM {table} o WHERE o.vid = :old "
-            "RETURNING vid"
-        ).bindparams(*[_bind(model, k) for k in values]),
-        {"old": closed, **params},
-    ).scalar_one()
-    return int(new_vid)
+    statement = text(
+        f"WITH {closing}, written AS (INSERT INTO {qualified(model)} "
+        f"({col_list}, import_id, valid_from) "
+        f"SELECT {', '.join(selected)}, NULL, now() FROM closed o RETURNING *)"
+        f"{_logged(audit, layer, 'closed', 'written')} SELECT vid FROM written"
+    ).bindparams(*[_bind(model, k) for k in values])
+    params |= {f"v_{k}": v for k, v in values.items()} | _audit_params(audit)
+    return _closed_by(conn, model, object_id, statement, params, only or {}, expected)
 
 
 def create_object(conn: Connection, layer: str, source: str, source_id: str,
-                  values: dict[str, Any]) -> tuple[str, int]:
+                  values: dict[str, Any], *, audit: Audit | None = None) -> tuple[str, int]:
     """Write the first version of a new object ``SOURCE:SOURCE_ID``; returns (id, vid)."""
     model = model_for(layer)
     checked = _values(model, values)
     object_id = f"{source}:{source_id}"
-    if conn.execute(text(f"SELECT 1 FROM {qualified(model)} WHERE id = :id AND "
-                         "valid_to IS NULL"), {"id": object_id}).first():
-        raise ObjectExists(f"{layer} has a current object {object_id!r} already")
     missing = sorted(c.name for c in model.__table__.columns
                      if not c.nullable and c.server_default is None and not c.primary_key
                      and c.name not in (*IMMUTABLE, "cim_level", *checked))
     if missing:
         raise HistoryError(f"{layer} needs {', '.join(missing)}")
     row = {"source": source, "source_id": source_id, "id": object_id,
-           "cim_level": model.cim_level_default, **{f"v_{k}": v for k, v in checked.items()}}
+           "cim_level": model.cim_level_default, **{f"v_{k}": v for k, v in checked.items()},
+           **_audit_params(audit)}
     columns = ["id", "source", "source_id", "cim_level", *checked]
     placeholders = [":id", ":source", ":source_id", ":cim_level", *(f":v_{k}" for k in checked)]
     col_list = ", ".join(f'"{c}"' for c in columns)
+    # The unique index on current ids decides, not a read before: two creates of one id
+    # race safely, and the write is one statement.
     vid = conn.execute(
-        text(f"INSERT INTO {qualified(model)} ({col_list}) "
-             f"VALUES ({', '.join(placeholders)}) RETURNING vid")
+        text(f"WITH created AS (INSERT INTO {qualified(model)} ({col_list}) "
+             f"VALUES ({', '.join(placeholders)}) ON CONFLICT (id) WHERE valid_to IS NULL "
+             f"DO NOTHING RETURNING *){_logged(audit, layer, None, 'created')} "
+             "SELECT vid FROM created")
         .bindparams(*[_bind(model, k) for k in checked]),
         row,
-    ).scalar_one()
+    ).scalar()
+    if vid is None:
+        raise ObjectExists(f"{layer} has a current object {object_id!r} already")
     return object_id, int(vid)
 
 
@@ -148,9 +237,18 @@ def _bind(model: type[CityObject], column: str) -> BindParameter:
     return bindparam(f"v_{column}", type_=model.__table__.columns[column].type)
 
 
-def delete_object(conn: Connection, layer: str, object_id: str) -> None:
-    """Terminate an object: its last version stays, closed at now()."""
-    _close(conn, model_for(layer), object_id)
+def delete_object(conn: Connection, layer: str, object_id: str, *,
+                  only: Mapping[str, Any] | None = None,
+                  expected: Collection[int] | None = None,
+                  audit: Audit | None = None) -> int:
+    """Terminate an object: its last version stays, closed at now(); returns that version's
+    ``vid``. ``only``, ``expected`` and ``audit`` as for :func:`update_object`."""
+    model = model_for(layer)
+    closing, params = _closing(model, only or {}, expected)
+    statement = text(f"WITH {closing}{_logged(audit, layer, 'closed', None)} "
+                     "SELECT vid FROM closed")
+    return _closed_by(conn, model, object_id, statement, params | _audit_params(audit),
+                      only or {}, expected)
 
 
 def read_object(conn: Connection, layer: str, object_id: str,

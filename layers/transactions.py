@@ -1,7 +1,7 @@
 """OGC API - Features Part 4: create, replace, update and delete, through the city's history.
 
 Every write is a new version (``cim.history``), never an update in place, and is appended to
-the audit log in the same transaction, so a failed write leaves nothing behind. Writes need
+the audit log by the same statement, so a failed write leaves nothing behind. Writes need
 a key whose role may edit and whose clearance covers the layer; ``If-Match`` with an ETag
 from a read makes the write fail with 412 if someone else changed the object since.
 
@@ -21,18 +21,19 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from pyproj import Transformer
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cim.access import Principal
+from cim.db.engine import autocommit_async
 from cim.history import (
+    Audit,
+    ObjectNotFound,
     create_object,
     delete_object,
     model_for,
-    read_object,
     update_object,
 )
-from cim.ingest.load import qualified
 from cim.schema.models import CITY_CLASSES, SRID
 from cim.settings import FeaturesSettings
 from layers.crs import CRS84, Crs, resolve
@@ -41,7 +42,6 @@ from layers.errors import (
     InvalidParameter,
     NotFound,
     NotWritable,
-    PreconditionFailed,
     Unauthorized,
 )
 from layers.model import LayerDefinition
@@ -143,20 +143,6 @@ def _changes(layer: LayerDefinition, feature: FeatureIn, crs: Crs,
     return changes
 
 
-def _audit(conn: Connection, who: Principal, action: Action, layer: str, object_id: str,
-           before: int | None, after: int | None) -> None:
-    """Append the write, with both versions as JSON (geometry as GeoJSON), to the log."""
-    table = qualified(model_for(layer))
-    version = ("(SELECT to_jsonb(v) - 'geom' - 'geom_3d' || jsonb_build_object('geometry', "
-               f"ST_AsGeoJSON(v.geom)::jsonb) FROM {table} v WHERE v.vid = :{{}})")
-    conn.execute(text(
-        "INSERT INTO cim.audit_log (actor, action, layer, object_id, before_vid, after_vid, "
-        f"before, after) VALUES (:actor, :action, :layer, :id, :before, :after, "
-        f"{version.format('before')}, {version.format('after')})"
-    ), {"actor": who.name, "action": action, "layer": layer, "id": object_id,
-        "before": before, "after": after})
-
-
 def transactions_router(catalog: list[LayerDefinition], settings: FeaturesSettings,
                         crs_offered: list[Crs],
                         principal: Callable[..., Principal]) -> APIRouter:
@@ -198,19 +184,6 @@ def transactions_router(catalog: list[LayerDefinition], settings: FeaturesSettin
                                                          "Content-Crs")
         return feature, crs
 
-    def current(conn: Connection, layer: LayerDefinition, feature_id: str,
-                if_match: str | None) -> int:
-        """The object's current version id, checked against ``If-Match``."""
-        row = read_object(conn, layer.source.relation, feature_id) \
-            if "\x00" not in feature_id else None
-        if row is None or any(row.get(c) != v for c, v in layer.source.where.items()):
-            raise NotFound(f"{layer.id} has no feature {feature_id!r}")
-        matched = versions_matched(if_match) if if_match is not None else None
-        if matched is not None and row["vid"] not in matched:
-            raise PreconditionFailed(f"{feature_id} has changed since it was read (version "
-                                     f"{row['vid']} is current); read it again")
-        return int(row["vid"])
-
     IfMatch = Annotated[str | None, Header(
         description="An ETag from a read: the write fails (412) if the object changed.")]
     Layer = Annotated[LayerDefinition, Depends(editable)]
@@ -239,12 +212,11 @@ def transactions_router(catalog: list[LayerDefinition], settings: FeaturesSettin
         source_id = str(feature.id) if feature.id is not None else uuid.uuid4().hex
 
         def created(conn: Connection) -> tuple[str, int]:
-            object_id, vid = create_object(conn, layer.source.relation, API_SOURCE, source_id,
-                                           values)
-            _audit(conn, who, "create", layer.source.relation, object_id, None, vid)
-            return object_id, vid
+            return create_object(conn, layer.source.relation, API_SOURCE, source_id, values,
+                                 audit=Audit(who.name, "create"))
 
-        async with db.begin() as conn:
+        # One statement writes the version and its audit entry: no transaction around it.
+        async with autocommit_async(db) as conn:
             object_id, vid = await conn.run_sync(created)
         return saved(request, layer, object_id, vid, 201)
 
@@ -252,20 +224,26 @@ def transactions_router(catalog: list[LayerDefinition], settings: FeaturesSettin
                     if_match: str | None, changes: dict[str, Any], action: Action) -> Response:
         if action != "delete" and not changes:
             raise InvalidParameter("the feature names no property or geometry to change")
+        if "\x00" in feature_id:  # no text in PostgreSQL holds one
+            raise NotFound(f"{layer.id} has no feature {feature_id!r}")
+        expected = versions_matched(if_match) if if_match is not None else None
+        where, audit = layer.source.where, Audit(who.name, action)
 
         def apply(conn: Connection) -> int | None:
-            """The new version's id (None for a delete), in the request's transaction."""
-            before = current(conn, layer, feature_id, if_match)
+            """The new version's id (None for a delete)."""
+            relation = layer.source.relation
             if action == "delete":
-                delete_object(conn, layer.source.relation, feature_id)
-                _audit(conn, who, action, layer.source.relation, feature_id, before, None)
+                delete_object(conn, relation, feature_id, only=where, expected=expected,
+                              audit=audit)
                 return None
-            vid = update_object(conn, layer.source.relation, feature_id, changes)
-            _audit(conn, who, action, layer.source.relation, feature_id, before, vid)
-            return vid
+            return update_object(conn, relation, feature_id, changes, only=where,
+                                 expected=expected, audit=audit)
 
-        async with request.app.state.async_engine.begin() as conn:
-            vid = await conn.run_sync(apply)
+        try:
+            async with autocommit_async(request.app.state.async_engine) as conn:
+                vid = await conn.run_sync(apply)
+        except ObjectNotFound:
+            raise NotFound(f"{layer.id} has no feature {feature_id!r}") from None
         if vid is None:
             return Response(status_code=204)
         return saved(request, layer, feature_id, vid, 200)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, datetime
 
@@ -11,8 +12,11 @@ from sqlalchemy import select, text
 
 from cim.history import (
     HistoryError,
+    ObjectExists,
     ObjectNotFound,
+    StaleVersion,
     as_of,
+    create_object,
     delete_object,
     read_object,
     update_object,
@@ -133,3 +137,65 @@ def test_one_current_version_is_enforced_by_the_database(city):
             "INSERT INTO cim.buildings (id, source, cim_level, height, geom) "
             "SELECT id, source, cim_level, height, geom FROM cim.buildings "
             "WHERE id = 't:B0'"))
+
+
+class _Behind:
+    """A write run on its own connection in a thread, started while another transaction
+    holds the rows it needs: it waits on that transaction, then ends one way or another."""
+
+    def __init__(self, engine, write) -> None:
+        self.outcome: object = None
+
+        def run() -> None:
+            with engine.begin() as conn:
+                try:
+                    self.outcome = write(conn)
+                except HistoryError as exc:
+                    self.outcome = exc
+
+        self.thread = threading.Thread(target=run)
+        self.thread.start()
+        time.sleep(0.5)
+        assert self.thread.is_alive(), "the second write did not wait for the first"
+
+    def result(self) -> object:
+        self.thread.join(timeout=30)
+        return self.outcome
+
+
+def test_two_creates_of_one_id_make_one_object_and_a_conflict(city):
+    square = {"geom": box(114.40, 30.50, 114.4002, 30.5002), "height": 5.0}
+    with city.connect() as first:
+        with first.begin():
+            create_object(first, "buildings", "t", "RACE", square)
+            second = _Behind(city, lambda conn: create_object(conn, "buildings", "t", "RACE",
+                                                              square))
+        assert isinstance(second.result(), ObjectExists)
+    with city.connect() as conn:
+        assert len(versions(conn, "buildings", "t:RACE")) == 1
+
+
+def test_an_edit_waiting_on_another_applies_to_its_result(city):
+    with city.connect() as first:
+        with first.begin():
+            update_object(first, "buildings", "t:B0", {"height": 1.0})
+            second = _Behind(city, lambda conn: update_object(conn, "buildings", "t:B0",
+                                                              {"status": "demolished"}))
+        assert isinstance(second.result(), int)
+    with city.connect() as conn:
+        history = versions(conn, "buildings", "t:B0")
+    assert [(v["height"], v["status"]) for v in history][1:] == [
+        (1.0, history[0]["status"]), (1.0, "demolished")]  # neither edit lost
+
+
+def test_an_edit_expecting_a_version_another_replaced_is_refused(city):
+    with city.connect() as conn:
+        (vid,) = [v["vid"] for v in versions(conn, "buildings", "t:B1")]
+    with city.connect() as first:
+        with first.begin():
+            update_object(first, "buildings", "t:B1", {"height": 1.0}, expected={vid})
+            second = _Behind(city, lambda conn: update_object(
+                conn, "buildings", "t:B1", {"height": 2.0}, expected={vid}))
+        assert isinstance(second.result(), StaleVersion)
+    with city.connect() as conn:
+        assert [v["height"] for v in versions(conn, "buildings", "t:B1")] == [11.0, 1.0]

@@ -86,6 +86,12 @@ def test_create_replace_update_delete_keep_every_version_and_audit(client, city,
                            ("editor", "update", "api:new-1", True, True),
                            ("editor", "replace", "api:new-1", True, True),
                            ("editor", "delete", "api:new-1", True, False)]
+    with city.connect() as conn:  # each entry holds both versions, geometry as GeoJSON
+        logged = conn.execute(text(
+            "SELECT (before->>'height')::float, (after->>'height')::float, "
+            "after->'geometry'->>'type', before->>'valid_to' = after->>'valid_from', "
+            "after ? 'geom' FROM cim.audit_log WHERE action = 'update'")).one()
+    assert tuple(logged) == (12.5, 20.0, "MultiPolygon", True, False)
 
 
 def test_ids_with_slashes_round_trip(client, editor):

@@ -108,6 +108,7 @@ class TileCache:
         self._tilesets: dict[str, frozenset[str]] = {}
         self._described: set[str] = set()
         self._disk: dict[str, frozenset[str] | None] = {}  # tilesets in the folder, by name
+        self._disk_inodes: dict[str, int] = {}  # and their folders' inodes
         self._disk_listed: int | None = None  # the folder's mtime when it was listed
 
     def attach(self, folder: Path | None) -> None:
@@ -121,7 +122,7 @@ class TileCache:
             self._index.clear()
             self._size = 0
             self._described.clear()
-            self._disk_listed = None
+            self._disk, self._disk_inodes, self._disk_listed = {}, {}, None
             self.generation += 1
             self._floor = self.generation
             self._evictions.clear()
@@ -270,7 +271,13 @@ class TileCache:
         except OSError:  # not made yet
             return {}
         if listed != self._disk_listed:
-            self._disk = {entry.name: None for entry in self.folder.iterdir() if entry.is_dir()}
+            with os.scandir(self.folder) as entries:
+                inodes = {entry.name: entry.inode() for entry in entries if entry.is_dir()}
+            # The state file's rewrites move the time too (every second under edits): a
+            # tileset folder still there keeps the layers read from it.
+            self._disk = {name: self._disk.get(name) if self._disk_inodes.get(name) == inode
+                          else None for name, inode in inodes.items()}
+            self._disk_inodes = inodes
             # Timestamps move in clock ticks: a tileset added within the tick of a listing
             # would leave the time as it was, so a listing that recent is not kept.
             settled = time.time_ns() - listed > 1_000_000_000
