@@ -27,7 +27,7 @@ from cim.connections import ConnectionShare, process_counts
 from cim.db.engine import make_async_engine, make_engine, make_read_engine, replica_lag
 from cim.db.errors import DatabaseError
 from cim.demo.load import ATTRIBUTION
-from cim.history import HistoryError, ObjectExists, ObjectNotFound, StaleVersion
+from cim.history import BusyObject, HistoryError, ObjectExists, ObjectNotFound, StaleVersion
 from cim.limits import (
     BodyLimit,
     InFlightLimit,
@@ -85,6 +85,7 @@ ERRORS: dict[type[Exception], tuple[int, str]] = {
     ScenarioNotFound: (404, "NotFound"),
     NotWritable: (405, "MethodNotAllowed"),
     ObjectExists: (409, "Conflict"),
+    BusyObject: (409, "Conflict"),
     ScenarioConflict: (409, "Conflict"),
     PreconditionFailed: (412, "PreconditionFailed"),
     StaleVersion: (412, "PreconditionFailed"),

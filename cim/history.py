@@ -50,6 +50,10 @@ class StaleVersion(HistoryError):
     """The object's current version is none of those the writer expected (If-Match)."""
 
 
+class BusyObject(HistoryError):
+    """Other writers changed the object each time a write was about to apply."""
+
+
 def model_for(layer: str) -> type[CityObject]:
     try:
         return CITY_CLASSES[layer]
@@ -172,7 +176,7 @@ def _closed_by(conn: Connection, model: type[CityObject], object_id: str,
         if vid is not None:
             return int(vid)
         _refusal(conn, model, object_id, only, expected)
-    raise StaleVersion(f"{object_id} kept changing while it was written; try again")
+    raise BusyObject(f"{object_id} changed {ATTEMPTS} times while it was written; try again")
 
 
 def update_object(conn: Connection, layer: str, object_id: str, changes: dict[str, Any], *,
