@@ -118,6 +118,29 @@ def test_a_stale_if_match_is_412_and_changes_nothing(client, city, editor):
                          headers=editor | {"If-Match": fresh}).status_code == 204
 
 
+def test_a_layer_drawn_from_part_of_a_table_writes_only_that_part(client, city, editor):
+    line = {"type": "LineString", "coordinates": [[114.40, 30.50], [114.401, 30.50]]}
+    made = {kind: client.post(f"/collections/{layer}/items", headers=editor,
+                              json=feature(line, clearance_m=4.5) | {"id": kind})
+            for kind, layer in (("bridge", "bridges"), ("underpass", "underpasses"))}
+    assert [r.status_code for r in made.values()] == [201, 201]
+    bridge = made["bridge"].headers["location"]
+    underpass_through_bridges = bridge.replace("api:bridge", "api:underpass")
+    before = snapshot(city)
+    for method in ("patch", "delete"):
+        refused = client.request(method.upper(), underpass_through_bridges, headers=editor,
+                                 json={"type": "Feature", "properties": {"clearance_m": 1.0}})
+        assert refused.status_code == 404, refused.text
+    assert snapshot(city) == before
+    patched = client.patch(bridge, headers=editor,
+                           json={"type": "Feature", "properties": {"clearance_m": 5.0}})
+    assert patched.status_code == 200, patched.text
+    with city.connect() as conn:
+        assert conn.execute(text(
+            "SELECT kind, clearance_m FROM cim.structures WHERE valid_to IS NULL ORDER BY id")
+        ).all() == [("bridge", 5.0), ("underpass", 4.5)]
+
+
 def test_geometry_in_the_city_grid_with_content_crs(client, editor):
     grid = {"type": "Polygon", "coordinates": [[
         [Y0 + 100, X0 + 5], [Y0 + 100, X0 + 25], [Y0 + 120, X0 + 25], [Y0 + 120, X0 + 5],
