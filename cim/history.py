@@ -122,7 +122,7 @@ def _as_json(alias: str) -> str:
             f"jsonb_build_object('geometry', ST_AsGeoJSON({alias}.geom)::jsonb)")
 
 
-def _logged(audit: Audit | None, layer: str, before: str | None, after: str | None) -> str:
+def _logged(audit: Audit | None, before: str | None, after: str | None) -> str:
     """A CTE appending the write to the audit log (nothing without ``audit``); ``before``
     and ``after`` name the CTEs that return the versions."""
     if audit is None:
@@ -130,13 +130,14 @@ def _logged(audit: Audit | None, layer: str, before: str | None, after: str | No
     vid = [f"{cte}.vid" if cte else "NULL::bigint" for cte in (before, after)]
     row = [_as_json(cte) if cte else "NULL::jsonb" for cte in (before, after)]
     return (", logged AS (INSERT INTO cim.audit_log (actor, action, layer, object_id, "
-            f"before_vid, after_vid, before, after) SELECT :actor, :action, '{layer}', "
+            "before_vid, after_vid, before, after) SELECT :actor, :action, :layer, "
             f"{before or after}.id, {vid[0]}, {vid[1]}, {row[0]}, {row[1]} "
             f"FROM {', '.join(cte for cte in (before, after) if cte)})")
 
 
-def _audit_params(audit: Audit | None) -> dict[str, str]:
-    return {} if audit is None else {"actor": audit.actor, "action": audit.action}
+def _audit_params(audit: Audit | None, layer: str) -> dict[str, str]:
+    return {} if audit is None else {"actor": audit.actor, "action": audit.action,
+                                     "layer": layer}
 
 
 def _closing(model: type[CityObject], only: Mapping[str, Any],
@@ -199,9 +200,9 @@ def update_object(conn: Connection, layer: str, object_id: str, changes: dict[st
         f"WITH {closing}, written AS (INSERT INTO {qualified(model)} "
         f"({col_list}, import_id, valid_from) "
         f"SELECT {', '.join(selected)}, NULL, now() FROM closed o RETURNING *)"
-        f"{_logged(audit, layer, 'closed', 'written')} SELECT vid FROM written"
+        f"{_logged(audit, 'closed', 'written')} SELECT vid FROM written"
     ).bindparams(*[_bind(model, k) for k in values])
-    params |= {f"v_{k}": v for k, v in values.items()} | _audit_params(audit)
+    params |= {f"v_{k}": v for k, v in values.items()} | _audit_params(audit, layer)
     return _closed_by(conn, model, object_id, statement, params, only or {}, expected)
 
 
@@ -218,7 +219,7 @@ def create_object(conn: Connection, layer: str, source: str, source_id: str,
         raise HistoryError(f"{layer} needs {', '.join(missing)}")
     row = {"source": source, "source_id": source_id, "id": object_id,
            "cim_level": model.cim_level_default, **{f"v_{k}": v for k, v in checked.items()},
-           **_audit_params(audit)}
+           **_audit_params(audit, layer)}
     columns = ["id", "source", "source_id", "cim_level", *checked]
     placeholders = [":id", ":source", ":source_id", ":cim_level", *(f":v_{k}" for k in checked)]
     col_list = ", ".join(f'"{c}"' for c in columns)
@@ -227,7 +228,7 @@ def create_object(conn: Connection, layer: str, source: str, source_id: str,
     vid = conn.execute(
         text(f"WITH created AS (INSERT INTO {qualified(model)} ({col_list}) "
              f"VALUES ({', '.join(placeholders)}) ON CONFLICT (id) WHERE valid_to IS NULL "
-             f"DO NOTHING RETURNING *){_logged(audit, layer, None, 'created')} "
+             f"DO NOTHING RETURNING *){_logged(audit, None, 'created')} "
              "SELECT vid FROM created")
         .bindparams(*[_bind(model, k) for k in checked]),
         row,
@@ -249,9 +250,9 @@ def delete_object(conn: Connection, layer: str, object_id: str, *,
     ``vid``. ``only``, ``expected`` and ``audit`` as for :func:`update_object`."""
     model = model_for(layer)
     closing, params = _closing(model, only or {}, expected)
-    statement = text(f"WITH {closing}{_logged(audit, layer, 'closed', None)} "
+    statement = text(f"WITH {closing}{_logged(audit, 'closed', None)} "
                      "SELECT vid FROM closed")
-    return _closed_by(conn, model, object_id, statement, params | _audit_params(audit),
+    return _closed_by(conn, model, object_id, statement, params | _audit_params(audit, layer),
                       only or {}, expected)
 
 
