@@ -190,9 +190,9 @@ def update_object(conn: Connection, layer: str, object_id: str, changes: dict[st
     atomic without a transaction around it. The object must have the ``only`` column
     values (else it is not found) and, given ``expected``, be at one of those versions
     (else :class:`StaleVersion`)."""
-    model = model_for(layer)
+    model, only = model_for(layer), only or {}
     values = _values(model, changes)
-    closing, params = _closing(model, only or {}, expected)
+    closing, params = _closing(model, only, expected)
     columns = content_columns(model)
     selected = [f":v_{c}" if c in values else f'o."{c}"' for c in columns]
     col_list = ", ".join(f'"{c}"' for c in columns)
@@ -203,7 +203,7 @@ def update_object(conn: Connection, layer: str, object_id: str, changes: dict[st
         f"{_logged(audit, 'closed', 'written')} SELECT vid FROM written"
     ).bindparams(*[_bind(model, k) for k in values])
     params |= {f"v_{k}": v for k, v in values.items()} | _audit_params(audit, layer)
-    return _closed_by(conn, model, object_id, statement, params, only or {}, expected)
+    return _closed_by(conn, model, object_id, statement, params, only, expected)
 
 
 def create_object(conn: Connection, layer: str, source: str, source_id: str,
@@ -248,12 +248,12 @@ def delete_object(conn: Connection, layer: str, object_id: str, *,
                   audit: Audit | None = None) -> int:
     """Terminate an object: its last version stays, closed at now(); returns that version's
     ``vid``. ``only``, ``expected`` and ``audit`` as for :func:`update_object`."""
-    model = model_for(layer)
-    closing, params = _closing(model, only or {}, expected)
+    model, only = model_for(layer), only or {}
+    closing, params = _closing(model, only, expected)
     statement = text(f"WITH {closing}{_logged(audit, 'closed', None)} "
                      "SELECT vid FROM closed")
     return _closed_by(conn, model, object_id, statement, params | _audit_params(audit, layer),
-                      only or {}, expected)
+                      only, expected)
 
 
 def read_object(conn: Connection, layer: str, object_id: str,

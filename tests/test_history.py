@@ -139,15 +139,25 @@ def test_one_current_version_is_enforced_by_the_database(city):
             "WHERE id = 't:B0'"))
 
 
+def _waits_on_a_lock(conn) -> bool:
+    """The server's own word that the ``behind`` session waits on a lock."""
+    # A transaction reads the activity once unless told to look again.
+    conn.execute(text("SELECT pg_stat_clear_snapshot()"))
+    return bool(conn.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE "
+                                 "application_name = 'behind' AND wait_event_type = 'Lock'")))
+
+
 class _Behind:
     """A write run on its own connection in a thread, started while another transaction
     holds the rows it needs: it waits on that transaction, then ends one way or another."""
 
-    def __init__(self, engine, write) -> None:
+    def __init__(self, engine, holder, write) -> None:
+        """``holder`` is the connection holding the rows; the activity is read on it."""
         self.outcome: object = None
 
         def run() -> None:
             with engine.begin() as conn:
+                conn.execute(text("SET application_name = 'behind'"))
                 try:
                     self.outcome = write(conn)
                 except HistoryError as exc:
@@ -155,8 +165,11 @@ class _Behind:
 
         self.thread = threading.Thread(target=run)
         self.thread.start()
-        time.sleep(0.5)
-        assert self.thread.is_alive(), "the second write did not wait for the first"
+        deadline = time.monotonic() + 10
+        while not _waits_on_a_lock(holder):
+            assert self.thread.is_alive(), "the second write did not wait for the first"
+            assert time.monotonic() < deadline, "the second write never waited on a lock"
+            time.sleep(0.02)
 
     def result(self) -> object:
         self.thread.join(timeout=30)
@@ -168,7 +181,7 @@ def test_two_creates_of_one_id_make_one_object_and_a_conflict(city):
     with city.connect() as first:
         with first.begin():
             create_object(first, "buildings", "t", "RACE", square)
-            second = _Behind(city, lambda conn: create_object(conn, "buildings", "t", "RACE",
+            second = _Behind(city, first, lambda conn: create_object(conn, "buildings", "t", "RACE",
                                                               square))
         assert isinstance(second.result(), ObjectExists)
     with city.connect() as conn:
@@ -179,7 +192,7 @@ def test_an_edit_waiting_on_another_applies_to_its_result(city):
     with city.connect() as first:
         with first.begin():
             update_object(first, "buildings", "t:B0", {"height": 1.0})
-            second = _Behind(city, lambda conn: update_object(conn, "buildings", "t:B0",
+            second = _Behind(city, first, lambda conn: update_object(conn, "buildings", "t:B0",
                                                               {"status": "demolished"}))
         assert isinstance(second.result(), int)
     with city.connect() as conn:
@@ -194,7 +207,7 @@ def test_an_edit_expecting_a_version_another_replaced_is_refused(city):
     with city.connect() as first:
         with first.begin():
             update_object(first, "buildings", "t:B1", {"height": 1.0}, expected={vid})
-            second = _Behind(city, lambda conn: update_object(
+            second = _Behind(city, first, lambda conn: update_object(
                 conn, "buildings", "t:B1", {"height": 2.0}, expected={vid}))
         assert isinstance(second.result(), StaleVersion)
     with city.connect() as conn:

@@ -127,8 +127,8 @@ def test_a_layer_drawn_from_part_of_a_table_writes_only_that_part(client, city, 
     bridge = made["bridge"].headers["location"]
     underpass_through_bridges = bridge.replace("api:bridge", "api:underpass")
     before = snapshot(city)
-    for method in ("patch", "delete"):
-        refused = client.request(method.upper(), underpass_through_bridges, headers=editor,
+    for method in ("PATCH", "DELETE"):
+        refused = client.request(method, underpass_through_bridges, headers=editor,
                                  json={"type": "Feature", "properties": {"clearance_m": 1.0}})
         assert refused.status_code == 404, refused.text
     assert snapshot(city) == before
