@@ -9,9 +9,10 @@ from 1 to 2 workers T_1 / (2 T_2), and the 1-worker time against the single-proc
 (target: no slower), with the load average, since other work on the machine moves these
 figures. Every way runs once to warm up (imports, JIT, engines, caches), then the three take
 turns ``--repeat`` times (so a change of load over the run falls on all three) and each
-keeps its best time.
+keeps its median run (the best of two or three caught the host's lucky moments: the
+single-process flood ensemble, one core's work, took 2.3 to 3.3 s run to run).
 
-Where the 2-worker time goes, from Dask's task stream of the best runs: the tasks (count,
+Where the 2-worker time goes, from Dask's task stream of the median runs: the tasks (count,
 mean time on 1 worker and on 2: a task that takes longer beside another is contention for
 the cores, which includes each task's PostgreSQL backend), the share of the parallel span
 the workers were busy, the tail (the last task's end after the first worker ran out of
@@ -37,7 +38,7 @@ Workloads (one function each, listed in ``WORKLOADS``):
 The city is ``cim demo generate --buildings N`` (cached under ``bench/out/city-N`` as
 bench/serving.py makes it), loaded once into a cluster of its own under ``bench/out/scale``.
 
-    python bench/scale.py [--buildings 20000] [--max-zoom 17] [--repeat 2]
+    python bench/scale.py [--buildings 20000] [--max-zoom 18] [--repeat 5]
 """
 
 from __future__ import annotations
@@ -306,22 +307,21 @@ def timed(run: Run, client: Client | None) -> Timing:
     return Timing(wall, _spent(before, cpu_seconds(workers, server)), stream.data)
 
 
-def best_of(run: Run, clients: list[Client | None], repeat: int) -> list[Timing]:
-    """Each way's best of ``repeat`` runs, the ways taking turns."""
-    found: list[Timing | None] = [None] * len(clients)
+def median_of(run: Run, clients: list[Client | None], repeat: int) -> list[Timing]:
+    """Each way's median run of ``repeat`` (the lower middle of an even number), the ways
+    taking turns."""
+    found: list[list[Timing]] = [[] for _ in clients]
     for _ in range(repeat):
-        for i, client in enumerate(clients):
-            timing = timed(run, client)
-            if found[i] is None or timing.wall < found[i].wall:
-                found[i] = timing
-    return [t for t in found if t is not None]
+        for runs, client in zip(found, clients, strict=True):
+            runs.append(timed(run, client))
+    return [sorted(runs, key=lambda t: t.wall)[(repeat - 1) // 2] for runs in found]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--buildings", type=int, default=20_000)
     parser.add_argument("--max-zoom", type=int, default=18)
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--flood-periods", type=int, default=6, choices=range(1, 7))
     parser.add_argument("--flood-cell", type=float, default=5.0)
     parser.add_argument("--flood-km", type=float, default=0.5)
@@ -347,7 +347,7 @@ def main() -> None:
             size, run = WORKLOADS[name](engine, args)
             for client in ways:  # warm imports, JIT, each worker's engine, caches
                 run(client)
-            row = Row(name, size, *best_of(run, ways, args.repeat))
+            row = Row(name, size, *median_of(run, ways, args.repeat))
             if not breakdowns:
                 print(HEADER)
             print(line(row), flush=True)

@@ -1,9 +1,11 @@
 """Keep-alive connections even out over ``cim serve``'s workers: connections all made while
 one worker was stopped (so the other accepted every one) end up about half on each after a
-few rounds of requests, the clients reconnecting where asked to."""
+few rounds of requests, the clients reconnecting where asked to; a worker over its share
+asks one connection at a time to go."""
 
 from __future__ import annotations
 
+import mmap
 import os
 import signal
 import time
@@ -17,7 +19,7 @@ import httpx
 import psutil
 from sqlalchemy import Engine
 
-from cim.connections import SLACK
+from cim.connections import COUNTS_FILE, SLACK, SLOT, Counts, shared_connections
 from cim.settings import Settings
 from tests.servers import cim_serve
 
@@ -83,3 +85,24 @@ def test_connections_even_out_over_the_workers(engine: Engine, settings: Setting
             for client in clients:
                 client.close()
     assert len(held) == 2 and min(held.values()) >= CONNECTIONS / 2 - SLACK, held
+
+
+def test_a_worker_sheds_one_connection_at_a_time() -> None:
+    with shared_connections(2):
+        counts = Counts(os.environ[COUNTS_FILE])
+        with open(os.environ[COUNTS_FILE], "r+b") as file:
+            other = memoryview(mmap.mmap(file.fileno(), 2 * SLOT)).cast("q")
+            other[1 - counts.slot] = 4  # the other worker holds 4 connections
+            for _ in range(10):
+                counts.opened()
+            assert counts.shed()  # 10 against a mean of 7
+            assert not counts.shed(), "a second before the first one closed"
+            counts.closed()
+            assert counts.shed()  # 9 against 6.5
+            counts.kept()  # that response never started
+            assert counts.shed()
+            counts.closed()
+            assert counts.shed()  # 8 against 6: still two above
+            counts.closed()
+            assert not counts.shed()  # 7 against 5.5: within the slack
+            other.release()
