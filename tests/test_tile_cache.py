@@ -1,5 +1,6 @@
 """The server-side tile cache: hits, gzip, eviction exactly where edits and imports land, and
-stale tiles served for a bounded time while they are re-rendered."""
+stale tiles served for a bounded time while they are re-rendered, less often while edits
+keep evicting them."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pyproj import Transformer
 from shapely.geometry import box
 from sqlalchemy import event, text
 
+import tiles.api
 from cim.app import create_app
 from cim.history import update_object
 from cim.ingest.pipeline import ImportOptions, import_file
@@ -295,3 +297,43 @@ def test_a_held_tile_is_hashed_once_and_again_when_it_changes():
     assert cache.digest(key, held) == cache.digest(key, held) == digest_of(first)
     cache.put(Tileset.collection("buildings"), key, second, cache.generation)
     assert cache.digest(key, cache.in_memory(key)) == digest_of(second)
+
+
+
+
+def test_a_tile_evicted_again_soon_after_its_refresh_is_refreshed_less_often(
+        city, settings, monkeypatch):
+    monkeypatch.setattr(tiles.api, "REFRESH_SPACING_S", 2.0)  # slack for a loaded machine
+    with TestClient(create_app(settings)) as client:
+        warm(client)
+        renders = render_counter(client)
+
+        def edit(height: float) -> None:
+            with city.begin() as conn:
+                update_object(conn, "buildings", "t:NEAR", {"height": height})
+            wait_for_eviction(client, NEAR_16)
+
+        def refresh(height: float) -> float:
+            """When a stale answer started a refresh, which then landed with ``height``."""
+            assert fetch(client, NEAR_16)[0] == "stale"
+            began = time.monotonic()
+            while (answer := fetch(client, NEAR_16))[0] != "hit":
+                assert time.monotonic() - began < settings.tiles.max_stale_s
+                time.sleep(0.02)
+            assert heights(client, answer[1])["t:NEAR"] == height
+            return began
+
+        edit(50.0)
+        first = refresh(50.0)
+        edit(60.0)  # evicted again within 2 s of that refresh
+        assert time.monotonic() - first < 2.0
+        time.sleep(max(0.0, first + 2.05 - time.monotonic()))
+        second = refresh(60.0)
+        edit(70.0)  # and again: the next waits 4 s
+        time.sleep(max(0.0, second + 2.5 - time.monotonic()))
+        assert fetch(client, NEAR_16)[0] == "stale"
+        time.sleep(0.2)
+        assert len(renders) == 2
+        time.sleep(max(0.0, second + 4.05 - time.monotonic()))
+        refresh(70.0)
+        assert len(renders) == 3
