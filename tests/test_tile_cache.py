@@ -299,8 +299,6 @@ def test_a_held_tile_is_hashed_once_and_again_when_it_changes():
     assert cache.digest(key, cache.in_memory(key)) == digest_of(second)
 
 
-
-
 def test_a_tile_evicted_again_soon_after_its_refresh_is_refreshed_less_often(
         city, settings, monkeypatch):
     monkeypatch.setattr(tiles.api, "REFRESH_SPACING_S", 2.0)  # slack for a loaded machine
